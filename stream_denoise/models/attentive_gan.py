@@ -1,0 +1,260 @@
+"""AttentiveGAN (Qian et al., CVPR 2018): generator and discriminator as pure nn.Modules.
+
+The generator is an attentive-recurrent network (ARN: residual blocks + ConvLSTM run for
+``steps`` steps, each emitting an attention map) feeding a contextual autoencoder with
+multi-scale side outputs. One module serves training (all maps and side outputs) and
+inference (``Generator.forward`` returns them all; callers take what they need).
+
+The architecture is a function of a few numbers (:class:`GeneratorConfig`), so the
+``paper`` preset (the paper's exact layer list) and the CPU-sized ``lite`` preset are the
+same code. Images are float tensors ``(B, 3, H, W)`` in [0, 1]; H and W must be multiples
+of :meth:`GeneratorConfig.multiple` (the denoiser pads and crops).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    """The numbers that fix the generator's shape.
+
+    ``unshuffle`` > 1 runs the whole network on a pixel-unshuffled image (``r*r*3``
+    channels at 1/r resolution): the cost per frame drops by about r*r, which is what
+    makes real time on a CPU reachable. ``gate_output`` makes the autoencoder predict a
+    residual that is applied only where the (supervised) attention map is on: away from
+    drops the output is the input, so a small net does not have to learn the identity
+    before it can learn to remove anything.
+    """
+
+    arn_width: int = 32
+    steps: int = 4
+    res_blocks: int = 5
+    ae_width: int = 64
+    dilations: tuple[int, ...] = (2, 4, 8, 16)
+    unshuffle: int = 1
+    gate_output: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("arn_width", "steps", "ae_width", "unshuffle"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"GeneratorConfig.{name} must be >= 1")
+        if self.res_blocks < 0:
+            raise ValueError("GeneratorConfig.res_blocks must be >= 0")
+        if self.ae_width % 2:
+            raise ValueError("GeneratorConfig.ae_width must be even")
+        object.__setattr__(self, "dilations", tuple(int(d) for d in self.dilations))
+
+    @property
+    def multiple(self) -> int:
+        """Input height and width must be multiples of this (two stride-2 stages)."""
+        return 4 * self.unshuffle
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+PRESETS: dict[str, GeneratorConfig] = {
+    # The paper's layer list, exactly (see tests/test_models.py for the parameter count).
+    "paper": GeneratorConfig(),
+    # Sized for real time on a 2-core CPU at 640x360; see benchmarks/.
+    "lite": GeneratorConfig(
+        arn_width=16, steps=3, res_blocks=2, ae_width=32, dilations=(2, 4), unshuffle=4,
+        gate_output=True,
+    ),
+}
+
+
+def _conv(cin: int, cout: int, k: int = 3, stride: int = 1, dilation: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(cin, cout, k, stride, padding=dilation * (k // 2), dilation=dilation)
+
+
+class ResidualBlock(nn.Module):
+    """Two 3x3 conv + ReLU, skip added, then ReLU (the paper's ARN block)."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.conv1 = _conv(width, width)
+        self.conv2 = _conv(width, width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.relu(self.conv2(F.relu(self.conv1(x))))
+        return F.relu(x + y)
+
+
+class ConvLSTMCell(nn.Module):
+    """ConvLSTM: gates i, f, g, o, each a 3x3 conv over [features, h]."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.gate_i = _conv(2 * width, width)
+        self.gate_f = _conv(2 * width, width)
+        self.gate_g = _conv(2 * width, width)
+        self.gate_o = _conv(2 * width, width)
+
+    def forward(
+        self, x: torch.Tensor, h: torch.Tensor, c: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        xh = torch.cat([x, h], dim=1)
+        i = torch.sigmoid(self.gate_i(xh))
+        f = torch.sigmoid(self.gate_f(xh))
+        g = torch.tanh(self.gate_g(xh))
+        o = torch.sigmoid(self.gate_o(xh))
+        c = f * c + i * g
+        return o * torch.tanh(c), c
+
+
+class AttentiveRecurrentNet(nn.Module):
+    """Runs ``steps`` recurrent steps; each returns an attention map (B, 1, h, w)."""
+
+    def __init__(self, in_channels: int, width: int, steps: int, res_blocks: int) -> None:
+        super().__init__()
+        self.steps = steps
+        self.width = width
+        self.head = _conv(in_channels + 1, width)
+        self.blocks = nn.Sequential(*(ResidualBlock(width) for _ in range(res_blocks)))
+        self.lstm = ConvLSTMCell(width)
+        self.to_map = _conv(width, 1)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        b, _, h, w = x.shape
+        attention = x.new_full((b, 1, h, w), 0.5)
+        hidden = x.new_zeros((b, self.width, h, w))
+        cell = torch.zeros_like(hidden)
+        maps = []
+        for _ in range(self.steps):
+            feat = self.blocks(F.relu(self.head(torch.cat([x, attention], dim=1))))
+            hidden, cell = self.lstm(feat, hidden, cell)
+            attention = self.to_map(hidden)
+            maps.append(attention)
+        return maps
+
+
+class ContextualAutoencoder(nn.Module):
+    """Encoder to 1/4 scale, dilated context, decoder with additive skips and side outputs."""
+
+    def __init__(self, channels: int, width: int, dilations: tuple[int, ...]) -> None:
+        super().__init__()
+        w1, w2, w4 = width, 2 * width, 4 * width
+        self.enc1 = nn.Conv2d(channels + 1, w1, 5, padding=2)
+        self.enc2 = _conv(w1, w2, stride=2)
+        self.enc3 = _conv(w2, w2)
+        self.enc4 = _conv(w2, w4, stride=2)
+        self.enc5 = _conv(w4, w4)
+        self.enc6 = _conv(w4, w4)
+        self.context = nn.ModuleList(_conv(w4, w4, dilation=d) for d in dilations)
+        self.mid1 = _conv(w4, w4)
+        self.mid2 = _conv(w4, w4)
+        self.up1 = nn.ConvTranspose2d(w4, w2, 4, stride=2, padding=1)
+        self.dec1 = _conv(w2, w2)
+        self.up2 = nn.ConvTranspose2d(w2, w1, 4, stride=2, padding=1)
+        self.dec2 = _conv(w1, w1 // 2)
+        self.out = _conv(w1 // 2, channels)
+        self.side4 = _conv(w4, channels)
+        self.side2 = _conv(w2, channels)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Returns (output, side output at 1/2, side output at 1/4)."""
+        skip1 = F.relu(self.enc1(x))
+        skip2 = F.relu(self.enc3(F.relu(self.enc2(skip1))))
+        y = F.relu(self.enc4(skip2))
+        y = F.relu(self.enc6(F.relu(self.enc5(y))))
+        for conv in self.context:
+            y = F.relu(conv(y))
+        y = F.relu(self.mid2(F.relu(self.mid1(y))))
+        side4 = self.side4(y)
+        y = F.relu(self.up1(y)) + skip2
+        y = F.relu(self.dec1(y))
+        side2 = self.side2(y)
+        y = F.relu(self.up2(y)) + skip1
+        y = F.relu(self.dec2(y))
+        return self.out(y), side2, side4
+
+
+class GeneratorOutput(NamedTuple):
+    """Everything the losses need; inference uses ``image`` and ``attention[-1]``.
+
+    ``image`` (B, 3, H, W); ``side2``/``side4`` at 1/2 and 1/4 of H, W; ``attention`` one
+    (B, 1, H, W) map per recurrent step.
+    """
+
+    image: torch.Tensor
+    side2: torch.Tensor
+    side4: torch.Tensor
+    attention: list[torch.Tensor]
+
+
+class Generator(nn.Module):
+    """The AttentiveGAN generator: ARN attention maps, then the contextual autoencoder."""
+
+    def __init__(self, config: GeneratorConfig | None = None) -> None:
+        super().__init__()
+        self.config = config or GeneratorConfig()
+        r = self.config.unshuffle
+        channels = 3 * r * r
+        self.arn = AttentiveRecurrentNet(
+            channels, self.config.arn_width, self.config.steps, self.config.res_blocks
+        )
+        self.autoencoder = ContextualAutoencoder(
+            channels, self.config.ae_width, self.config.dilations
+        )
+
+    def forward(self, image: torch.Tensor) -> GeneratorOutput:
+        """image: (B, 3, H, W) in [0, 1], H and W multiples of ``config.multiple``."""
+        r = self.config.unshuffle
+        x = F.pixel_unshuffle(image, r) if r > 1 else image
+        maps = self.arn(x)
+        out, side2, side4 = self.autoencoder(torch.cat([x, maps[-1]], dim=1))
+        if self.config.gate_output:
+            gate = maps[-1].clamp(0, 1)
+            out = x + gate * out
+            side2 = F.avg_pool2d(x, 2) + F.avg_pool2d(gate, 2) * side2
+            side4 = F.avg_pool2d(x, 4) + F.avg_pool2d(gate, 4) * side4
+        if r > 1:
+            out, side2, side4 = (F.pixel_shuffle(t, r) for t in (out, side2, side4))
+            maps = [F.interpolate(m, scale_factor=r, mode="bilinear", align_corners=False)
+                    for m in maps]
+        return GeneratorOutput(out, side2, side4, maps)
+
+
+class Discriminator(nn.Module):
+    """Attentive discriminator: 5x5 conv stack, an attention-map head whose map gates the
+    features, strided convs, and a fully connected head.
+
+    Works for any crop size: the original release flattens a fixed 224x224 feature map
+    into its first linear layer; here the strided features are average-pooled to a fixed
+    4x4 grid first. ``forward`` returns (logit (B, 1), attention map (B, 1, H, W)): a
+    logit rather than a probability so that the loss can use the numerically stable
+    ``binary_cross_entropy_with_logits``. ``width`` scales every channel count (1.0 is the
+    paper's 8-16-64-128-128-128).
+    """
+
+    def __init__(self, width: float = 1.0) -> None:
+        super().__init__()
+        chans = [3] + [max(1, round(c * width)) for c in (8, 16, 64, 128, 128, 128)]
+        self.features = nn.ModuleList(
+            nn.Conv2d(a, b, 5, padding=2) for a, b in zip(chans[:-1], chans[1:])
+        )
+        top = chans[-1]
+        self.to_map = nn.Conv2d(top, 1, 5, padding=2)
+        c7, c8 = max(1, round(64 * width)), max(1, round(32 * width))
+        self.down = nn.Sequential(
+            nn.Conv2d(top, c7, 5, stride=4, padding=2), nn.ReLU(inplace=True),
+            nn.Conv2d(c7, c8, 5, stride=4, padding=2), nn.ReLU(inplace=True),
+            nn.AdaptiveAvgPool2d(4),
+        )
+        self.head = nn.Sequential(
+            nn.Flatten(), nn.Linear(c8 * 16, 1024), nn.ReLU(inplace=True), nn.Linear(1024, 1)
+        )
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = image
+        for conv in self.features:
+            x = F.relu(conv(x))
+        attention = self.to_map(x)
+        return self.head(self.down(x * attention)), attention

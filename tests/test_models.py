@@ -1,0 +1,100 @@
+"""The AttentiveGAN modules: the paper's exact size, shapes, and a training step."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from stream_denoise.models.attentive_gan import (
+    PRESETS, Discriminator, Generator, GeneratorConfig,
+)
+
+
+def conv(k: int, cin: int, cout: int) -> int:
+    """Weights plus biases of a k x k convolution (or transposed convolution)."""
+    return k * k * cin * cout + cout
+
+
+def test_paper_generator_has_the_papers_parameter_count():
+    # Derived by hand from the layer list in Qian et al. (CVPR 2018), section 4.
+    arn = (
+        conv(3, 4, 32)                 # input image + previous attention map -> 32
+        + 5 * 2 * conv(3, 32, 32)      # 5 residual blocks of two 3x3 convs
+        + 4 * conv(3, 64, 32)          # ConvLSTM gates i, f, g, o over [features, h]
+        + conv(3, 32, 1)               # attention map
+    )
+    autoencoder = (
+        conv(5, 4, 64)                 # [image, A_N] -> 64
+        + conv(3, 64, 128) + conv(3, 128, 128)          # stride 2, then 128 -> 128
+        + conv(3, 128, 256) + 2 * conv(3, 256, 256)     # stride 2, then two 256 -> 256
+        + 4 * conv(3, 256, 256)        # dilated 2, 4, 8, 16
+        + 2 * conv(3, 256, 256)
+        + conv(4, 256, 128) + conv(3, 128, 128)         # transposed x2 up, conv
+        + conv(4, 128, 64) + conv(3, 64, 32) + conv(3, 32, 3)
+        + conv(3, 256, 3) + conv(3, 128, 3)             # side outputs at 1/4 and 1/2
+    )
+    assert arn == 167_809 and autoencoder == 6_076_553
+    generator = Generator(PRESETS["paper"])
+    assert sum(p.numel() for p in generator.parameters()) == arn + autoencoder
+    assert sum(p.numel() for p in generator.arn.parameters()) == arn
+
+
+@pytest.mark.parametrize("size", [(64, 64), (360, 640)])
+def test_lite_forward_shapes(size):
+    cfg = PRESETS["lite"]
+    h, w = (s + (-s) % cfg.multiple for s in size)
+    generator = Generator(cfg).eval()
+    with torch.inference_mode():
+        out = generator(torch.rand(2, 3, h, w))
+    assert out.image.shape == (2, 3, h, w)
+    assert out.side2.shape == (2, 3, h // 2, w // 2)
+    assert out.side4.shape == (2, 3, h // 4, w // 4)
+    assert len(out.attention) == cfg.steps
+    assert all(a.shape == (2, 1, h, w) for a in out.attention)
+    assert torch.isfinite(out.image).all()
+
+
+def test_gated_generator_starts_near_identity_where_attention_is_off():
+    """With a gated output, zero attention means output == input exactly."""
+    cfg = GeneratorConfig(arn_width=8, steps=2, res_blocks=1, ae_width=8, dilations=(2,),
+                          unshuffle=2, gate_output=True)
+    generator = Generator(cfg).eval()
+    torch.nn.init.zeros_(generator.arn.to_map.weight)
+    torch.nn.init.constant_(generator.arn.to_map.bias, -1.0)  # clamps to a gate of 0
+    x = torch.rand(1, 3, 32, 48)
+    with torch.inference_mode():
+        assert torch.equal(generator(x).image, x)
+
+
+@pytest.mark.parametrize("size", [(96, 96), (128, 224), (224, 224)])
+def test_discriminator_any_crop_size(size):
+    disc = Discriminator(width=0.5)
+    logit, attention = disc(torch.rand(3, 3, *size))
+    assert logit.shape == (3, 1)
+    assert attention.shape == (3, 1, *size)
+
+
+def test_generator_and_discriminator_train_a_step():
+    torch.manual_seed(0)
+    cfg = GeneratorConfig(arn_width=8, steps=2, res_blocks=1, ae_width=8, dilations=(2,))
+    gen, disc = Generator(cfg), Discriminator(width=0.25)
+    x, target = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
+    opt = torch.optim.Adam([*gen.parameters(), *disc.parameters()], lr=1e-3)
+    out = gen(x)
+    logit, _ = disc(out.image)
+    mse = torch.nn.functional.mse_loss
+    loss = (mse(out.image, target) + mse(out.side2, target[..., ::2, ::2])
+            + mse(out.side4, target[..., ::4, ::4]) + sum(a.mean() for a in out.attention)
+            + logit.mean())
+    loss.backward()
+    grads = [p.grad for p in [*gen.parameters(), *disc.parameters()]]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+    before = [p.detach().clone() for p in gen.parameters()]
+    opt.step()
+    assert any(not torch.equal(b, p) for b, p in zip(before, gen.parameters()))
+
+
+def test_config_rejects_nonsense():
+    with pytest.raises(ValueError, match="ae_width"):
+        GeneratorConfig(ae_width=7)
+    with pytest.raises(ValueError, match="steps"):
+        GeneratorConfig(steps=0)

@@ -7,7 +7,7 @@ section they need (``RunConfig.encode`` for the sink, ...), never the whole tree
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -15,11 +15,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from .errors import UsageError
 
 
-class _Section(BaseModel):
+class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
-class GaussianStage(_Section):
+M = TypeVar("M", bound=Section)
+
+
+class GaussianStage(Section):
     """One Gaussian stage; ``sigma`` 0 turns it off, ``ksize`` 0 derives it from sigma."""
 
     sigma: float = Field(0.0, ge=0.0, le=20.0)
@@ -33,13 +36,13 @@ class GaussianStage(_Section):
         return v
 
 
-class FilterConfig(_Section):
+class FilterConfig(Section):
     # Both stages default to off until the evaluation table (training issue) picks values.
     pre: GaussianStage = GaussianStage()
     post: GaussianStage = GaussianStage()
 
 
-class ModelConfig(_Section):
+class ModelConfig(Section):
     weights: str = Field("lite", description="bundled model name (lite, paper) or a checkpoint path")
     device: str = Field("auto", description="auto, cpu, cuda, cuda:N")
     precision: Literal["auto", "fp32", "fp16", "bf16"] = "auto"
@@ -52,13 +55,13 @@ class ModelConfig(_Section):
         raise ValueError("must be auto, cpu, cuda, cuda:N or mps")
 
 
-class PipelineConfig(_Section):
+class PipelineConfig(Section):
     batch_size: int = Field(4, ge=1, le=256)
     queue_size: int = Field(4, ge=1, le=64, description="batches buffered between stages")
     decode_threads: int = Field(0, ge=0, le=64, description="0 lets FFmpeg choose")
 
 
-class EncodeConfig(_Section):
+class EncodeConfig(Section):
     codec: str = "libx264"
     crf: int = Field(20, ge=0, le=63)
     preset: str = "veryfast"
@@ -66,7 +69,7 @@ class EncodeConfig(_Section):
     copy_audio: bool = True
 
 
-class RunConfig(_Section):
+class RunConfig(Section):
     model: ModelConfig = ModelConfig()
     filters: FilterConfig = FilterConfig()
     pipeline: PipelineConfig = PipelineConfig()
@@ -93,15 +96,8 @@ def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
     node[leaf] = value
 
 
-def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> RunConfig:
-    """Load a YAML file (or the defaults), apply dotted-key overrides, validate once.
-
-    >>> load_config(overrides={"pipeline.batch_size": 8}).pipeline.batch_size
-    8
-
-    Raises :class:`UsageError` naming the file and key for unreadable files, unknown keys
-    and out-of-range values.
-    """
+def load_model(model: type[M], path: str | Path | None, overrides: dict[str, Any] | None) -> M:
+    """Read YAML (or nothing), apply dotted overrides, validate into ``model``; UsageError on any fault."""
     tree: dict[str, Any] = {}
     source = "config"
     if path is not None:
@@ -118,6 +114,19 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
     for key, value in (overrides or {}).items():
         _set_dotted(tree, key, value)
     try:
-        return RunConfig.model_validate(tree)
+        return model.model_validate(tree)
     except ValidationError as e:
         raise UsageError(_describe(e, source)) from None
+
+
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> RunConfig:
+    """Load a YAML file (or the defaults), apply dotted-key overrides, validate once.
+
+    >>> load_config(overrides={"pipeline.batch_size": 8}).pipeline.batch_size
+    8
+
+    Raises :class:`UsageError` naming the file and key for unreadable files, unknown keys
+    and out-of-range values.
+    """
+    return load_model(RunConfig, path, overrides)
+

@@ -1,0 +1,132 @@
+"""The ``stream-denoise`` command: parse arguments, call the library, map errors to exit codes.
+
+Exit codes: 0 done, 1 runtime failure (one line on stderr), 2 usage or config error,
+130 interrupted. Tracebacks only with ``--debug``.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from . import __version__
+from .errors import StreamDenoiseError
+
+PROG = "stream-denoise"
+
+# CLI flag -> dotted config key. The flags override the config file, which overrides
+# the defaults; a flag left out leaves the file's value alone.
+RUN_OVERRIDES = {
+    "model": "model.weights",
+    "device": "model.device",
+    "precision": "model.precision",
+    "batch_size": "pipeline.batch_size",
+    "queue_size": "pipeline.queue_size",
+    "decode_threads": "pipeline.decode_threads",
+    "pre_sigma": "filters.pre.sigma",
+    "pre_ksize": "filters.pre.ksize",
+    "post_sigma": "filters.post.sigma",
+    "post_ksize": "filters.post.ksize",
+    "codec": "encode.codec",
+    "crf": "encode.crf",
+    "preset": "encode.preset",
+    "pix_fmt": "encode.pix_fmt",
+}
+
+
+def _add_run(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "run", help="denoise a video file, image folder, stream URL or the bundled sample",
+        description="Denoise INPUT into OUTPUT: Gaussian pre-filter -> AttentiveGAN -> "
+                    "Gaussian post-filter, keeping frame count, timestamps and audio.")
+    p.add_argument("input", help="video file, folder of images, stream URL, or 'sample'")
+    p.add_argument("-o", "--output", required=True,
+                   help="output video file (.mp4, .mkv, ...) or folder for PNG frames")
+    p.add_argument("--config", help="YAML config file (see configs/default.yaml)")
+    g = p.add_argument_group("model")
+    g.add_argument("--model", help="bundled model name (lite, paper) or checkpoint path [lite]")
+    g.add_argument("--device", help="auto, cpu, cuda, cuda:N [auto]")
+    g.add_argument("--precision", choices=["auto", "fp32", "fp16", "bf16"],
+                   help="inference precision; auto = fp16 on CUDA, fp32 on CPU [auto]")
+    g = p.add_argument_group("Gaussian stages (sigma 0 turns a stage off)")
+    g.add_argument("--pre-sigma", type=float, help="pre-filter sigma [0]")
+    g.add_argument("--pre-ksize", type=int, help="pre-filter kernel size, odd; 0 = from sigma [0]")
+    g.add_argument("--post-sigma", type=float, help="post-filter sigma [0]")
+    g.add_argument("--post-ksize", type=int, help="post-filter kernel size, odd; 0 = from sigma [0]")
+    g = p.add_argument_group("pipeline")
+    g.add_argument("--batch-size", type=int, help="frames per model call [4]")
+    g.add_argument("--queue-size", type=int, help="batches buffered between stages [4]")
+    g.add_argument("--decode-threads", type=int, help="decoder threads, 0 = FFmpeg's choice [0]")
+    g = p.add_argument_group("encoding")
+    g.add_argument("--codec", help="video encoder [libx264]")
+    g.add_argument("--crf", type=int, help="constant rate factor, lower = better [20]")
+    g.add_argument("--preset", help="encoder speed preset [veryfast]")
+    g.add_argument("--pix-fmt", help="output pixel format [yuv420p]")
+    g.add_argument("--no-audio", action="store_true", help="do not copy the input's audio")
+    g = p.add_argument_group("extra outputs")
+    g.add_argument("--attention", metavar="PATH", help="also write the attention map as a heat-map video")
+    g.add_argument("--compare", metavar="PATH", help="also write a side-by-side input|output video")
+    p.add_argument("--overwrite", action="store_true", help="replace outputs that exist")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
+    p.set_defaults(func=_cmd_run)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .pipeline import run
+
+    overrides: dict[str, Any] = {
+        key: getattr(args, flag) for flag, key in RUN_OVERRIDES.items()
+        if getattr(args, flag) is not None
+    }
+    if args.no_audio:
+        overrides["encode.copy_audio"] = False
+    config = load_config(args.config, overrides)
+    summary = run(
+        args.input, args.output, config,
+        attention_path=args.attention, compare_path=args.compare,
+        overwrite=args.overwrite, progress=not args.quiet and sys.stderr.isatty(),
+    )
+    if not args.quiet:
+        print(summary.line(), file=sys.stderr)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG, description="Remove rain, snow, dust and sensor noise from video.")
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_run(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.WARNING,
+        format=f"{PROG}: %(levelname)s: %(message)s")
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    except StreamDenoiseError as e:
+        if args.debug:
+            raise
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except Exception as e:  # noqa: BLE001 - the one place errors become exit codes
+        if args.debug:
+            raise
+        print(f"{PROG}: error: {type(e).__name__}: {e} (run with --debug for details)",
+              file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

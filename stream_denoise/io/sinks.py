@@ -1,0 +1,321 @@
+"""Frame sinks: encode ``Frame``s to a video file (keeping timestamps and audio) or PNGs.
+
+>>> with open_source("in.mp4") as src, open_sink("out.mp4", src.info) as sink:  # doctest: +SKIP
+...     for frame in src:
+...         sink.write(frame)
+"""
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from fractions import Fraction
+from pathlib import Path
+from types import TracebackType
+
+import av
+import cv2
+import numpy as np
+
+from stream_denoise.errors import OutputError
+from stream_denoise.frame import Frame, VideoInfo
+from stream_denoise.io.sources import _reason, redact
+
+log = logging.getLogger(__name__)
+
+VIDEO_SUFFIXES = frozenset(
+    {".mp4", ".m4v", ".mkv", ".mov", ".avi", ".webm", ".ts", ".m2ts", ".mts", ".flv",
+     ".mpg", ".mpeg", ".ogv", ".nut", ".y4m"}
+)
+DEFAULT_RATE = Fraction(25)  # for untimed input (image folders) with no known rate
+
+
+class Sink:
+    """A context manager that consumes ``Frame``s; ``close()`` flushes and is idempotent."""
+
+    def write(self, frame: Frame) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Flush and release the output; safe to call more than once."""
+
+    def __enter__(self) -> Sink:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def _check_image(frame: Frame, width: int, height: int) -> np.ndarray:
+    image = frame.image
+    if image.shape != (height, width, 3) or image.dtype != np.uint8:
+        raise ValueError(
+            f"frame {frame.index}: expected ({height}, {width}, 3) uint8, "
+            f"got {image.shape} {image.dtype}"
+        )
+    return np.ascontiguousarray(image)
+
+
+class ImageFolderSink(Sink):
+    """Lossless ``frame_{index:06d}.png`` files in a folder (created if missing)."""
+
+    def __init__(self, folder: Path, info: VideoInfo) -> None:
+        self.folder, self.info = folder, info
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise OutputError(f"cannot create output folder {folder}: {_reason(e)}") from None
+
+    def write(self, frame: Frame) -> None:
+        image = _check_image(frame, self.info.width, self.info.height)
+        path = self.folder / f"frame_{frame.index:06d}.png"
+        # imencode + tofile, not imwrite: imwrite fails on non-ASCII paths on Windows.
+        ok, data = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+        try:
+            if not ok:
+                raise OSError("PNG encoding failed")
+            data.tofile(path)
+        except OSError as e:
+            raise OutputError(f"cannot write {path}: {_reason(e)}") from None
+
+
+def _pick_pix_fmt(codec: av.Codec, pix_fmt: str, width: int, height: int) -> str:
+    """``pix_fmt``, or a full-chroma format when odd sizes rule out subsampled chroma.
+
+    libx264 refuses 4:2:0 at odd sizes and we never crop or pad, so the output keeps
+    the exact input size at the cost of a less widely played format (yuv444p).
+    """
+    fmt = av.VideoFormat(pix_fmt)
+    odd_w = width % 2 and fmt.chroma_width(2) < 2
+    odd_h = height % 2 and fmt.chroma_height(2) < 2
+    if not (odd_w or odd_h):
+        return pix_fmt
+    supported = [f.name for f in codec.video_formats or ()]
+    for name in ("yuv444p", "gbrp", "rgb24", "bgr0"):
+        if name in supported:
+            log.warning(
+                "%dx%d is odd-sized; %s needs even sizes, encoding %s with %s instead",
+                width, height, pix_fmt, codec.name, name,
+            )
+            return name
+    return pix_fmt  # let the encoder accept it (mpeg4 pads) or fail with its own reason
+
+
+class VideoSink(Sink):
+    """Encodes frames with their own pts and remuxes the audio of ``info.audio_from``.
+
+    Timing: the output stream and encoder use the input's ``time_base`` and every frame
+    keeps its pts, so variable frame rate survives and x264 neither drops nor
+    duplicates (it encodes exactly the frames it is given, reordering only internally).
+    Untimed frames get ``pts = index`` at ``info.rate`` (25 fps when unknown). A pts
+    that does not increase is bumped to previous + 1, with one warning, because
+    muxers reject it. Containers with a fixed time base (MKV/WebM: 1 ms) round pts.
+
+    Audio: each audio stream of ``info.audio_from`` is copied packet for packet (no
+    re-encode) from a second demuxer, muxed up to the time of each video frame so the
+    file is interleaved; what is left is written at ``close()``.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        info: VideoInfo,
+        *,
+        codec: str = "libx264",
+        crf: int = 23,
+        preset: str = "medium",
+        pix_fmt: str = "yuv420p",
+        copy_audio: bool = True,
+    ) -> None:
+        self.path, self.info = path, info
+        self._closed = False
+        self._last_pts: int | None = None
+        self._warned_pts = False
+        self._audio_in: av.container.InputContainer | None = None
+        self._audio_out: dict[int, av.stream.Stream] = {}
+        self._audio_packets: Iterator[av.Packet] = iter(())
+        self._pending: av.Packet | None = None
+
+        self._rate = info.rate or DEFAULT_RATE
+        self._time_base = info.time_base or 1 / self._rate
+        try:
+            encoder = av.Codec(codec, "w")
+        except ValueError:  # av.codec.codec.UnknownCodecError
+            raise OutputError(
+                f"unknown video encoder {codec!r} (not in this FFmpeg build)"
+            ) from None
+        try:
+            # FFmpeg opens the file only at the first packet; touching it now makes a
+            # missing folder or a read-only path fail here, before any decoding.
+            path.open("wb").close()
+            self._out = av.open(str(path), "w")
+        except (av.FFmpegError, OSError, ValueError) as e:
+            raise OutputError(f"cannot write {path}: {_reason(e)}") from None
+        try:
+            self._stream = self._add_video(encoder, crf, preset, pix_fmt)
+            if copy_audio and info.audio_from:
+                self._add_audio(info.audio_from)
+        except BaseException:
+            self._abandon()
+            path.unlink(missing_ok=True)  # no half-made file left behind
+            raise
+
+    def _add_video(
+        self, encoder: av.Codec, crf: int, preset: str, pix_fmt: str
+    ) -> av.VideoStream:
+        info = self.info
+        try:
+            stream = self._out.add_stream(encoder.name, rate=self._rate)
+        except (av.FFmpegError, ValueError) as e:
+            raise OutputError(
+                f"cannot encode {encoder.name} into {self.path}: {_reason(e)}"
+            ) from None
+        stream.width, stream.height = info.width, info.height
+        stream.pix_fmt = _pick_pix_fmt(encoder, pix_fmt, info.width, info.height)
+        # Encoder and stream share the input time base, so pts pass through unrounded.
+        stream.time_base = stream.codec_context.time_base = self._time_base
+        known = {o.name for o in stream.codec_context.supported_options.private}
+        wanted = {"crf": str(crf), "preset": preset}
+        stream.codec_context.options = {k: v for k, v in wanted.items() if k in known}
+        try:
+            # Open now so a bad preset or size fails here, not at the first frame.
+            stream.codec_context.open()
+        except (av.FFmpegError, ValueError) as e:
+            raise OutputError(
+                f"cannot open encoder {encoder.name} for {info.width}x{info.height} "
+                f"{stream.pix_fmt} ({self.path}): {_reason(e)}"
+            ) from None
+        return stream
+
+    def _add_audio(self, source: str) -> None:
+        try:
+            self._audio_in = av.open(source, "r")
+        except (av.FFmpegError, OSError) as e:
+            log.warning("not copying audio: cannot open %s: %s", redact(source), _reason(e))
+            return
+        for stream in self._audio_in.streams.audio:
+            try:
+                self._audio_out[stream.index] = self._out.add_stream_from_template(stream)
+            except (av.FFmpegError, ValueError) as e:
+                log.warning(
+                    "not copying audio stream %d (%s) of %s: %s cannot hold it (%s)",
+                    stream.index, stream.codec_context.name, redact(source),
+                    self.path.suffix or self._out.format.name, _reason(e),
+                )
+        if self._audio_out:
+            inputs = [s for s in self._audio_in.streams.audio if s.index in self._audio_out]
+            self._audio_packets = self._audio_in.demux(*inputs)
+        else:
+            self._audio_in.close()
+            self._audio_in = None
+
+    def write(self, frame: Frame) -> None:
+        if self._closed:
+            raise ValueError(f"write to closed sink {self.path}")
+        image = _check_image(frame, self.info.width, self.info.height)
+        pts = self._pts(frame)
+        vf = av.VideoFrame.from_ndarray(image, format="rgb24")
+        vf.pts, vf.time_base = pts, self._time_base
+        try:
+            self._mux_audio(until=pts * self._time_base)
+            self._out.mux(self._stream.encode(vf))
+        except (av.FFmpegError, OSError, ValueError) as e:
+            raise OutputError(
+                f"cannot write frame {frame.index} to {self.path}: {_reason(e)}"
+            ) from None
+
+    def _pts(self, frame: Frame) -> int:
+        tb = self._time_base
+        if frame.pts is None or frame.time_base is None:
+            pts = round(frame.index / self._rate / tb)
+        elif frame.time_base != tb:
+            pts = round(frame.pts * frame.time_base / tb)
+        else:
+            pts = frame.pts
+        if self._last_pts is not None and pts <= self._last_pts:
+            if not self._warned_pts:
+                log.warning("%s: frame %d pts %d not after %d; shifting it forward",
+                            self.path, frame.index, pts, self._last_pts)
+                self._warned_pts = True
+            pts = self._last_pts + 1
+        self._last_pts = pts
+        return pts
+
+    def _mux_audio(self, until: Fraction | None) -> None:
+        """Copy audio packets that start before ``until`` seconds (all when None)."""
+        while True:
+            packet, self._pending = self._pending, None
+            if packet is None:
+                packet = next(self._audio_packets, None)
+            if packet is None:
+                return
+            if packet.size == 0:  # demuxer's flush marker, not data
+                continue
+            ts = packet.dts if packet.dts is not None else packet.pts
+            if until is not None and ts is not None and ts * packet.time_base > until:
+                self._pending = packet
+                return
+            packet.stream = self._audio_out[packet.stream.index]
+            self._out.mux(packet)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._out.mux(self._stream.encode(None))
+            self._mux_audio(until=None)
+            self._out.close()
+        except (av.FFmpegError, OSError, ValueError) as e:
+            raise OutputError(f"cannot finish {self.path}: {_reason(e)}") from None
+        finally:
+            self._abandon()
+
+    def _abandon(self) -> None:
+        """Close both containers without flushing (after an error or after close)."""
+        self._closed = True
+        for container in (self._audio_in, self._out):
+            if container is not None:
+                try:
+                    container.close()
+                except (av.FFmpegError, OSError):
+                    pass
+        self._audio_in = None
+
+
+def open_sink(
+    path: str | os.PathLike,
+    info: VideoInfo,
+    *,
+    codec: str = "libx264",
+    crf: int = 23,
+    preset: str = "medium",
+    pix_fmt: str = "yuv420p",
+    copy_audio: bool = True,
+) -> Sink:
+    """Open ``path`` for writing frames shaped like ``info``.
+
+    A video suffix (``.mp4``, ``.mkv``, ...) gives a ``VideoSink``; an existing folder,
+    a path ending in a separator or a path with no suffix gives an ``ImageFolderSink``.
+    Existing files are overwritten: the overwrite policy belongs to the caller. Raises
+    ``OutputError`` (one line) for an unknown suffix, encoder or unwritable path.
+    """
+    text = os.fspath(path)
+    target = Path(text)
+    if target.is_dir() or text.endswith(("/", os.sep)) or not target.suffix:
+        return ImageFolderSink(target, info)
+    if target.suffix.lower() in VIDEO_SUFFIXES:
+        return VideoSink(target, info, codec=codec, crf=crf, preset=preset,
+                         pix_fmt=pix_fmt, copy_audio=copy_audio)
+    raise OutputError(
+        f"cannot tell how to write {target}: use a video suffix "
+        f"({', '.join(sorted(VIDEO_SUFFIXES))}) or a folder"
+    )
+
+
+__all__ = ["ImageFolderSink", "Sink", "VIDEO_SUFFIXES", "VideoSink", "open_sink"]

@@ -1,0 +1,256 @@
+"""Frame sources: a video file, a folder of images, or a stream URL, read as ``Frame``s.
+
+>>> with open_source("clip.mp4") as src:  # doctest: +SKIP
+...     print(src.info.width, src.info.height)
+...     for frame in src:
+...         frame.image.shape  # (H, W, 3) uint8 RGB
+"""
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from types import TracebackType
+
+import av
+import cv2
+import numpy as np
+
+from stream_denoise.errors import InputError
+from stream_denoise.frame import Frame, VideoInfo
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
+
+_URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
+# Userinfo is everything between "scheme://" and the last "@" before the path.
+_USERINFO = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*://)[^/?#\s]*@")
+_DIGITS = re.compile(r"(\d+)")
+
+
+def redact(url: str) -> str:
+    """Hide ``user:pass@`` in every URL in ``url`` so messages and logs never carry it.
+
+    >>> redact("rtsp://admin:hunter2@10.0.0.5:554/live")
+    'rtsp://***@10.0.0.5:554/live'
+    """
+    return _USERINFO.sub(r"\1***@", url)
+
+
+def is_url(spec: str | os.PathLike) -> bool:
+    """True for ``scheme://...`` specs (rtsp, http(s), udp, srt, ...), which go to FFmpeg."""
+    return isinstance(spec, str) and bool(_URL.match(spec))
+
+
+def _reason(error: BaseException) -> str:
+    """The one-line, credential-free cause of an FFmpeg/OS error."""
+    text = getattr(error, "strerror", None) or str(error) or type(error).__name__
+    return redact(" ".join(str(text).split()))
+
+
+class Source:
+    """A context manager and one-shot iterable of ``Frame`` in decode order.
+
+    ``info`` is valid right after opening; ``corrupt_frames`` counts what was skipped
+    (or concealed) while iterating.
+    """
+
+    info: VideoInfo
+    corrupt_frames: int = 0
+
+    def __iter__(self) -> Iterator[Frame]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release the input; safe to call more than once."""
+
+    def __enter__(self) -> Source:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class VideoSource(Source):
+    """Decodes the first video stream of a file or URL with FFmpeg (via PyAV).
+
+    Packets are demuxed and decoded here, not with ``container.decode()``, so that a
+    packet the decoder rejects is counted in ``corrupt_frames`` and skipped instead of
+    ending the run. Frames the decoder outputs but flags as corrupt (h264 error
+    concealment) are yielded and counted too.
+
+    Timestamps: ``pts`` is the decoded frame's pts in the stream's ``time_base``. When
+    FFmpeg gives none, the frame's packet dts is used (PyAV 18 does not expose
+    ``best_effort_timestamp``); failing that, the previous pts plus one frame at the
+    nominal rate (or plus 1 when the rate is unknown).
+    """
+
+    def __init__(
+        self,
+        spec: str,
+        *,
+        threads: int = 0,
+        timeout: float | tuple[float, float] | None = None,
+        options: Mapping[str, str] | None = None,
+    ) -> None:
+        self._name = redact(spec)
+        try:
+            self._container = av.open(spec, "r", timeout=timeout, options=dict(options or {}))
+        except (av.FFmpegError, OSError) as e:
+            raise InputError(f"cannot open {self._name} as video: {_reason(e)}") from None
+        if not self._container.streams.video:
+            self._container.close()
+            raise InputError(f"no video stream in {self._name}")
+        self._stream = stream = self._container.streams.video[0]
+        stream.thread_type = "AUTO"  # frame + slice threads: the decode is otherwise one core
+        stream.codec_context.thread_count = threads
+        ctx = stream.codec_context
+        has_audio = bool(self._container.streams.audio)
+        self.info = VideoInfo(
+            width=ctx.width,
+            height=ctx.height,
+            time_base=stream.time_base,
+            rate=stream.average_rate or None,
+            frames=stream.frames if stream.frames > 0 else None,
+            # A live URL reopened later would not give the same audio; only files qualify.
+            audio_from=spec if has_audio and not is_url(spec) else None,
+        )
+        self.corrupt_frames = 0
+        self._closed = self._started = False
+
+    def __iter__(self) -> Iterator[Frame]:
+        if self._started:
+            raise RuntimeError(f"{self._name} is already being read; open it again to restart")
+        self._started = True
+        tb = self._stream.time_base
+        step = round(1 / (self.info.rate * tb)) if self.info.rate and tb else 1
+        index, prev = 0, None
+        for frames in self._decoded():
+            for vf in frames:
+                if vf.is_corrupt:
+                    self.corrupt_frames += 1
+                pts = vf.pts if vf.pts is not None else vf.dts
+                if pts is None:
+                    pts = 0 if prev is None else prev + step
+                prev = pts
+                image = np.ascontiguousarray(vf.to_ndarray(format="rgb24"))
+                yield Frame(index, image, pts, tb)
+                index += 1
+        if index == 0:
+            raise InputError(f"no decodable video frames in {self._name}")
+        if self.corrupt_frames:
+            log.warning("%s: %d corrupt packets/frames skipped or concealed",
+                        self._name, self.corrupt_frames)
+
+    def _decoded(self) -> Iterator[list[av.VideoFrame]]:
+        """Lists of decoded frames, packet by packet, then the decoder's flush."""
+        stream = self._stream
+        try:
+            for packet in self._container.demux(stream):
+                if packet.size == 0:  # PyAV's end-of-stream marker; we flush below
+                    continue
+                try:
+                    yield stream.decode(packet)
+                except av.FFmpegError:
+                    self.corrupt_frames += 1
+        except av.FFmpegError as e:
+            # The demuxer itself gave up (truncated file, dropped connection): keep
+            # what was decoded and say why the input ended early.
+            self.corrupt_frames += 1
+            log.warning("%s: stopped reading: %s", self._name, _reason(e))
+        try:
+            yield stream.decode(None)
+        except av.FFmpegError:
+            self.corrupt_frames += 1
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._container.close()
+
+
+def _natural_key(path: Path) -> list[int | str]:
+    """``img2`` before ``img10``: digit runs compare as numbers."""
+    return [int(p) if p.isdigit() else p.lower() for p in _DIGITS.split(path.name)]
+
+
+def _read_rgb(path: Path) -> np.ndarray:
+    # imdecode from bytes, not imread: imread fails on non-ASCII paths on Windows.
+    data = np.fromfile(path, dtype=np.uint8)
+    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if bgr is None:
+        raise InputError(f"cannot read image {path}")
+    return np.ascontiguousarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+
+
+class ImageFolderSource(Source):
+    """Images of a folder in natural name order; untimed (``pts``/``time_base`` None)."""
+
+    def __init__(self, folder: Path) -> None:
+        self._paths = sorted(
+            (p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()),
+            key=_natural_key,
+        )
+        if not self._paths:
+            raise InputError(
+                f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in folder {folder}"
+            )
+        self._first = _read_rgb(self._paths[0])
+        h, w = self._first.shape[:2]
+        self.info = VideoInfo(width=w, height=h, frames=len(self._paths))
+        self.corrupt_frames = 0
+
+    def __iter__(self) -> Iterator[Frame]:
+        size = self._first.shape
+        for index, path in enumerate(self._paths):
+            image = self._first if index == 0 else _read_rgb(path)
+            if image.shape != size:
+                raise InputError(
+                    f"image {path} is {image.shape[1]}x{image.shape[0]}, "
+                    f"expected {size[1]}x{size[0]} like {self._paths[0].name}"
+                )
+            yield Frame(index, image)
+
+
+def open_source(
+    spec: str | os.PathLike,
+    *,
+    threads: int = 0,
+    timeout: float | tuple[float, float] | None = None,
+    options: Mapping[str, str] | None = None,
+) -> Source:
+    """Open a video file, an image folder or a stream URL for reading.
+
+    ``threads`` is FFmpeg's decoder thread count (0: FFmpeg chooses). ``timeout``
+    (seconds, or ``(open, read)``) and ``options`` (FFmpeg AVOptions such as
+    ``{"rtsp_transport": "tcp"}``) go to ``av.open``; they are where reconnect and
+    network settings belong. Raises ``InputError`` with one line naming the input
+    (credentials redacted) when it cannot be opened.
+    """
+    if is_url(spec):
+        return VideoSource(str(spec), threads=threads, timeout=timeout, options=options)
+    path = Path(spec)
+    if path.is_dir():
+        return ImageFolderSource(path)
+    if not path.exists():
+        raise InputError(f"no such file or folder: {path}")
+    return VideoSource(str(path), threads=threads, timeout=timeout, options=options)
+
+
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "ImageFolderSource",
+    "Source",
+    "VideoSource",
+    "is_url",
+    "open_source",
+    "redact",
+]

@@ -1,0 +1,234 @@
+"""The streaming pipeline: source -> batches -> executor -> sink(s), stages overlapped.
+
+Three stages run at once so the slowest sets the pace: a reader thread decodes and
+batches, the calling thread pushes batches through the executor, a writer thread
+encodes. Bounded queues between them keep memory flat whatever the input length, and
+the writer checks that batches arrive in source order. The pipeline owns every thread;
+nothing below it starts one.
+"""
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from .config import RunConfig
+from .data import resolve_input
+from .errors import OutputError, StreamDenoiseError
+from .executors.local import BatchModel, LocalExecutor
+from .frame import Batch, BatchResult, Frame, VideoInfo
+from .io.sinks import open_sink
+from .io.sources import open_source, redact
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    input: str
+    output: str
+    frames: int
+    seconds: float
+    corrupt_frames: int = 0
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+    def line(self) -> str:
+        extra = f", {self.corrupt_frames} corrupt frames skipped" if self.corrupt_frames else ""
+        return (f"{self.frames} frames in {self.seconds:.1f} s ({self.fps:.1f} fps){extra}: "
+                f"{redact(self.input)} -> {self.output}")
+
+
+def batches(frames: Iterable[Frame], size: int) -> Iterator[Batch]:
+    """Group frames into batches of ``size``; a change of frame size closes a batch early
+    (a batch is one array, so all its frames share a shape)."""
+    pending: list[Frame] = []
+    seq = 0
+    for frame in frames:
+        if pending and (len(pending) == size or frame.image.shape != pending[0].image.shape):
+            yield Batch.of(seq, pending)
+            seq, pending = seq + 1, []
+        pending.append(frame)
+    if pending:
+        yield Batch.of(seq, pending)
+
+
+class _Stop(Exception):
+    """Raised inside a stage when another stage has failed."""
+
+
+class _Channel:
+    """A bounded queue whose ends give up when the run is stopping."""
+
+    _END = object()
+
+    def __init__(self, size: int, stop: threading.Event) -> None:
+        self._q: queue.Queue = queue.Queue(maxsize=size)
+        self._stop = stop
+
+    def put(self, item: Any) -> None:
+        while not self._stop.is_set():
+            try:
+                self._q.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+        raise _Stop
+
+    def close(self) -> None:
+        self.put(self._END)
+
+    def __iter__(self) -> Iterator[Any]:
+        while not self._stop.is_set():
+            try:
+                item = self._q.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            if item is self._END:
+                return
+            yield item
+        raise _Stop
+
+
+class _Stage(threading.Thread):
+    """A thread that records its failure and stops the run instead of dying silently."""
+
+    def __init__(self, name: str, target, stop: threading.Event) -> None:
+        super().__init__(name=name, daemon=True)
+        self._target_fn = target
+        self._stop_event = stop
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self._target_fn()
+        except _Stop:
+            pass
+        except BaseException as e:  # noqa: BLE001 - re-raised by the pipeline's thread
+            self.error = e
+            self._stop_event.set()
+
+
+def _heatmap(attention: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(cv2.applyColorMap(attention, cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB)
+
+
+def _check_output(path: Path, overwrite: bool) -> None:
+    if path.exists() and not overwrite and not (path.is_dir() and not any(path.iterdir())):
+        raise OutputError(f"output {path} already exists (use --overwrite to replace it)")
+    if not path.parent.exists():
+        raise OutputError(f"output folder {path.parent} does not exist")
+
+
+def run(
+    input: str | Path,
+    output: str | Path,
+    config: RunConfig | None = None,
+    *,
+    model: BatchModel | None = None,
+    attention_path: str | Path | None = None,
+    compare_path: str | Path | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> RunSummary:
+    """Denoise ``input`` (file, image folder, URL or ``"sample"``) into ``output``.
+
+    ``model`` defaults to the Denoiser that ``config.model`` names; pass any object with
+    the same ``process`` method to run other models (tests use a pass-through).
+    ``attention_path`` writes the final attention map as a heat-map video and
+    ``compare_path`` a side-by-side input|output video.
+    """
+    config = config or RunConfig()
+    source_spec = resolve_input(input)
+    outputs = [Path(p) for p in (output, attention_path, compare_path) if p is not None]
+    for path in outputs:
+        _check_output(path, overwrite)
+    if model is None:
+        from .denoiser import Denoiser  # torch import deferred until a model is needed
+
+        model = Denoiser.from_config(config.model, config.filters)
+    executor = LocalExecutor(model, attention=attention_path is not None)
+
+    with ExitStack() as stack:
+        source = stack.enter_context(open_source(source_spec, threads=config.pipeline.decode_threads))
+        info = source.info
+        enc = config.encode.model_dump()
+        sinks = [stack.enter_context(open_sink(output, info, **enc))]
+        side = replace(info, audio_from=None)
+        att_sink = cmp_sink = None
+        if attention_path is not None:
+            att_sink = stack.enter_context(open_sink(attention_path, side, **enc))
+        if compare_path is not None:
+            cmp_sink = stack.enter_context(
+                open_sink(compare_path, replace(side, width=2 * info.width), **enc))
+        bar = stack.enter_context(tqdm(
+            total=info.frames, unit="frame", disable=not progress, dynamic_ncols=True,
+            desc=Path(str(redact(str(source_spec)))).name[:30]))
+
+        stop = threading.Event()
+        to_model = _Channel(config.pipeline.queue_size, stop)
+        to_writer = _Channel(config.pipeline.queue_size, stop)
+        written = 0
+
+        def read() -> None:
+            for batch in batches(source, config.pipeline.batch_size):
+                to_model.put(batch)
+            to_model.close()
+
+        def write() -> None:
+            nonlocal written
+            expected = 0
+            for result in to_writer:
+                if result.batch.seq != expected:
+                    raise RuntimeError(f"batch {result.batch.seq} arrived, expected {expected}")
+                expected += 1
+                _write_result(result, sinks[0], att_sink, cmp_sink)
+                written += len(result.batch.frames)
+                bar.update(len(result.batch.frames))
+
+        stages = [_Stage("sd-reader", read, stop), _Stage("sd-writer", write, stop)]
+        started = time.perf_counter()
+        for stage in stages:
+            stage.start()
+        try:
+            for result in executor.map(to_model):
+                to_writer.put(result)
+            to_writer.close()
+        except _Stop:
+            pass
+        except BaseException:
+            stop.set()
+            raise
+        finally:
+            for stage in stages:
+                stage.join()
+            executor.close()
+        for stage in stages:
+            if stage.error is not None:
+                raise stage.error
+        if stop.is_set():
+            raise StreamDenoiseError("pipeline stopped before the end of the input")
+    seconds = time.perf_counter() - started
+    return RunSummary(str(source_spec), str(output), written, seconds, source.corrupt_frames)
+
+
+def _write_result(result: BatchResult, sink, att_sink, cmp_sink) -> None:
+    for i, frame in enumerate(result.batch.frames):
+        clean = frame.with_image(result.images[i])
+        sink.write(clean)
+        if att_sink is not None:
+            att_sink.write(frame.with_image(_heatmap(result.attention[i])))
+        if cmp_sink is not None:
+            cmp_sink.write(frame.with_image(np.hstack([frame.image, result.images[i]])))

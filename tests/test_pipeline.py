@@ -1,0 +1,157 @@
+"""The pipeline end to end on real clips: count, order, timestamps, sizes, extra outputs."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from stream_denoise.config import load_config
+from stream_denoise.errors import OutputError
+from stream_denoise.frame import Frame
+from stream_denoise.io.sinks import open_sink
+from stream_denoise.io.sources import open_source
+from stream_denoise.pipeline import batches, run
+
+
+def decode(path: Path) -> tuple[list[int], list[np.ndarray]]:
+    with av.open(str(path)) as c:
+        frames = list(c.decode(video=0))
+    return [f.pts for f in frames], [f.to_ndarray(format="rgb24") for f in frames]
+
+
+def lossless(batch_size: int = 4):
+    """Encode losslessly (RGB in FFV1) so frames can be compared for exact equality."""
+    return load_config(overrides={
+        "pipeline.batch_size": batch_size, "encode.codec": "ffv1", "encode.pix_fmt": "bgr0",
+    })
+
+
+@pytest.fixture(scope="module")
+def short_clip(tmp_path_factory, bikes) -> Path:
+    """The first 23 frames of bikes.mp4 (a prime count, so batches end partial)."""
+    out = tmp_path_factory.mktemp("clip") / "short.mkv"
+    with open_source(bikes) as src:
+        with open_sink(out, src.info, codec="ffv1", pix_fmt="bgr0") as sink:
+            for frame in src:
+                if frame.index == 23:
+                    break
+                sink.write(frame)
+    return out
+
+
+@pytest.mark.parametrize("batch_size", [1, 4, 5, 23, 64])
+def test_order_preserved_at_every_batch_size(short_clip, tmp_path, passthrough, batch_size):
+    out = tmp_path / "out.mkv"
+    summary = run(short_clip, out, lossless(batch_size), model=passthrough, progress=False)
+    assert summary.frames == 23
+    in_pts, in_frames = decode(short_clip)
+    out_pts, out_frames = decode(out)
+    assert out_pts == in_pts
+    assert len(out_frames) == 23
+    for k, (a, b) in enumerate(zip(in_frames, out_frames)):
+        assert np.array_equal(a, b), f"frame {k} differs"
+
+
+def test_output_is_the_models_output(short_clip, tmp_path, invert):
+    out = tmp_path / "out.mkv"
+    run(short_clip, out, lossless(), model=invert, progress=False)
+    _, in_frames = decode(short_clip)
+    _, out_frames = decode(out)
+    assert all(np.array_equal(255 - a, b) for a, b in zip(in_frames, out_frames))
+
+
+def test_bikes_through_h264_keeps_count_size_and_pts(bikes, tmp_path, invert):
+    out = tmp_path / "bikes.mp4"
+    summary = run(bikes, out, model=invert, progress=False)
+    in_pts, in_frames = decode(bikes)
+    out_pts, out_frames = decode(out)
+    assert summary.frames == len(in_pts) == 250
+    assert out_pts == in_pts
+    assert out_frames[0].shape == (272, 640, 3)
+    with av.open(str(out)) as c:
+        assert c.streams.video[0].average_rate == 25
+    # The model's effect is visible through lossy encoding: output ~ 255 - input.
+    err = np.abs(out_frames[100].astype(int) - (255 - in_frames[100].astype(int))).mean()
+    assert err < 4
+
+
+def test_audio_is_copied_untouched(bunny, tmp_path, passthrough):
+    out = tmp_path / "bunny.mp4"
+    cfg = load_config(overrides={"encode.preset": "ultrafast", "pipeline.batch_size": 8})
+    run(bunny, out, cfg, model=passthrough, progress=False)
+
+    def audio_packets(path):
+        with av.open(str(path)) as c:
+            return [(p.pts, bytes(p)) for p in c.demux(audio=0) if p.size]
+
+    assert audio_packets(out) == audio_packets(bunny)
+    assert len(decode(out)[0]) == 132
+
+
+def test_odd_size_one_frame_and_image_folders(tmp_path, passthrough):
+    rng = np.random.default_rng(1)
+    src = tmp_path / "in"
+    src.mkdir()
+    with open_sink(src, _info(641, 361)) as sink:
+        for i in range(3):
+            sink.write(Frame(i, rng.integers(0, 256, (361, 641, 3), dtype=np.uint8)))
+    out = tmp_path / "out"
+    assert run(src, out, model=passthrough, progress=False).frames == 3
+    with open_source(src) as a, open_source(out) as b:
+        assert all(np.array_equal(x.image, y.image) for x, y in zip(a, b, strict=True))
+    # One frame of an odd size into a video file.
+    single = tmp_path / "single"
+    single.mkdir()
+    (src / "frame_000001.png").rename(single / "only.png")
+    video = tmp_path / "single.mp4"
+    assert run(single, video, model=passthrough, progress=False).frames == 1
+    _, frames = decode(video)
+    assert len(frames) == 1 and frames[0].shape == (361, 641, 3)
+
+
+def _info(w: int, h: int):
+    from stream_denoise.frame import VideoInfo
+
+    return VideoInfo(width=w, height=h)
+
+
+def test_attention_and_compare_outputs(short_clip, tmp_path, invert):
+    out, att, cmp = tmp_path / "o.mkv", tmp_path / "a.mkv", tmp_path / "c.mkv"
+    run(short_clip, out, lossless(), model=invert, attention_path=att, compare_path=cmp,
+        progress=False)
+    _, src = decode(short_clip)
+    _, side = decode(cmp)
+    _, heat = decode(att)
+    assert len(side) == len(heat) == 23
+    assert side[5].shape == (272, 1280, 3)
+    assert np.array_equal(side[5][:, :640], src[5])
+    assert np.array_equal(side[5][:, 640:], 255 - src[5])
+    assert heat[5].shape == (272, 640, 3)
+
+
+def test_existing_output_is_not_overwritten(short_clip, tmp_path, passthrough):
+    out = tmp_path / "o.mkv"
+    out.write_bytes(b"precious")
+    with pytest.raises(OutputError, match="--overwrite"):
+        run(short_clip, out, lossless(), model=passthrough, progress=False)
+    assert out.read_bytes() == b"precious"
+    run(short_clip, out, lossless(), model=passthrough, progress=False, overwrite=True)
+    assert len(decode(out)[0]) == 23
+
+
+def test_a_failing_model_stops_the_run_with_its_error(short_clip, tmp_path):
+    class Broken:
+        def process(self, frames, *, attention=False):
+            raise RuntimeError("model exploded")
+
+    with pytest.raises(RuntimeError, match="model exploded"):
+        run(short_clip, tmp_path / "o.mkv", lossless(), model=Broken(), progress=False)
+
+
+def test_batches_split_on_size_change():
+    a = [Frame(i, np.zeros((4, 6, 3), np.uint8)) for i in range(3)]
+    b = [Frame(i + 3, np.zeros((8, 6, 3), np.uint8)) for i in range(3)]
+    got = [(bt.seq, [f.index for f in bt.frames]) for bt in batches(a + b, 2)]
+    assert got == [(0, [0, 1]), (1, [2]), (2, [3, 4]), (3, [5])]

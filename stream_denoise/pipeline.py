@@ -155,15 +155,15 @@ def run(
     outputs = [Path(p) for p in (output, attention_path, compare_path) if p is not None]
     for path in outputs:
         _check_output(path, overwrite)
-    if model is None:
-        from .denoiser import Denoiser  # torch import deferred until a model is needed
-
-        model = Denoiser.from_config(config.model, config.filters)
-    executor = LocalExecutor(model, attention=attention_path is not None)
-
     with ExitStack() as stack:
+        # The input first: a wrong path should be reported before a model is loaded.
         source = stack.enter_context(open_source(source_spec, threads=config.pipeline.decode_threads))
         info = source.info
+        if model is None:
+            from .denoiser import Denoiser  # torch import deferred until a model is needed
+
+            model = Denoiser.from_config(config.model, config.filters)
+        executor = LocalExecutor(model, attention=attention_path is not None)
         enc = config.encode.model_dump()
         sinks = [stack.enter_context(open_sink(output, info, **enc))]
         side = replace(info, audio_from=None)

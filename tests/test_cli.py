@@ -1,0 +1,95 @@
+"""The command line: real runs, exit codes and one-line errors."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+
+from stream_denoise.cli import main
+from stream_denoise.models import weights
+from stream_denoise.models.attentive_gan import Generator, GeneratorConfig
+from stream_denoise.models.weights import save_generator
+
+TINY = GeneratorConfig(arn_width=8, steps=2, res_blocks=1, ae_width=8, dilations=(2,), unshuffle=4)
+
+
+@pytest.fixture(scope="module")
+def random_checkpoint(tmp_path_factory) -> Path:
+    """Explicitly seeded random weights: plumbing only, not a denoiser."""
+    torch.manual_seed(0)
+    return save_generator(tmp_path_factory.mktemp("ckpt") / "random.safetensors", Generator(TINY))
+
+
+def frames_and_pts(path: Path):
+    with av.open(str(path)) as c:
+        frames = list(c.decode(video=0))
+    return [f.pts for f in frames], [f.to_ndarray(format="rgb24") for f in frames]
+
+
+def test_run_bikes_with_a_checkpoint(bikes, tmp_path, random_checkpoint, capsys):
+    out = tmp_path / "clean.mp4"
+    code = main(["run", str(bikes), "-o", str(out), "--model", str(random_checkpoint),
+                 "--batch-size", "8", "--pre-sigma", "1.0", "--post-sigma", "0.5"])
+    assert code == 0
+    assert "250 frames" in capsys.readouterr().err
+    in_pts, in_frames = frames_and_pts(bikes)
+    out_pts, out_frames = frames_and_pts(out)
+    assert out_pts == in_pts
+    assert out_frames[0].shape == in_frames[0].shape == (272, 640, 3)
+    # Random weights change the picture: the output is the model's, not a copy.
+    assert np.abs(out_frames[50].astype(int) - in_frames[50]).mean() > 5
+
+
+@pytest.mark.parametrize("argv,code,needle", [
+    (["run", "missing.mp4", "-o", "x.mp4"], 1, "missing.mp4"),
+    (["run", "IN", "-o", "x.mp4", "--batch-size", "0"], 2, "pipeline.batch_size"),
+    (["run", "IN", "-o", "x.mp4", "--pre-ksize", "4"], 2, "filters.pre.ksize"),
+    (["run", "IN", "-o", "x.mp4", "--model", "nope.safetensors"], 1, "nope.safetensors"),
+    (["run", "IN", "-o", "x.mp4", "--device", "gpu7"], 2, "model.device"),
+    (["run", "IN", "-o", "x.txt"], 1, "x.txt"),
+])
+def test_errors_are_one_line_with_the_right_exit_code(argv, code, needle, bikes, tmp_path,
+                                                      random_checkpoint, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    argv = [str(bikes) if a == "IN" else a for a in argv]
+    if "--model" not in argv:
+        argv += ["--model", str(random_checkpoint)]
+    assert main(argv) == code
+    err = capsys.readouterr().err.strip()
+    assert needle in err and "Traceback" not in err
+    assert len(err.splitlines()) == 1, err
+
+
+def test_bad_config_file_names_the_key(tmp_path, bikes, capsys):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("pipeline:\n  batch_sise: 4\n")
+    assert main(["run", str(bikes), "-o", str(tmp_path / "o.mp4"), "--config", str(cfg)]) == 2
+    assert "pipeline.batch_sise: unknown key" in capsys.readouterr().err
+
+
+def test_unknown_option_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["run", "x.mp4", "-o", "y.mp4", "--no-such-flag"])
+    assert e.value.code == 2
+
+
+def test_missing_bundled_model_says_so(tmp_path, monkeypatch, bikes, capsys):
+    monkeypatch.setattr(weights, "BUNDLED_DIR", tmp_path)
+    assert main(["run", str(bikes), "-o", str(tmp_path / "o.mp4"), "--model", "paper"]) == 1
+    assert "no bundled 'paper' model is installed" in capsys.readouterr().err
+
+
+def test_debug_shows_the_traceback(capsys):
+    with pytest.raises(Exception, match="missing.mp4"):
+        main(["--debug", "run", "missing.mp4", "-o", "x.mp4"])
+
+
+def test_entry_point_runs_as_a_program():
+    done = subprocess.run([sys.executable, "-m", "stream_denoise", "--version"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.startswith("stream-denoise ")

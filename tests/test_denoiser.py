@@ -1,0 +1,97 @@
+"""Denoiser: shapes, padding, Gaussian stages and checkpoints (save, load, refuse)."""
+from __future__ import annotations
+
+import os
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from stream_denoise.config import GaussianStage
+from stream_denoise.denoiser import Denoiser
+from stream_denoise.errors import ModelError
+from stream_denoise.models.attentive_gan import Generator, GeneratorConfig
+from stream_denoise.models.weights import load_generator, save_generator
+
+TINY = GeneratorConfig(arn_width=8, steps=2, res_blocks=1, ae_width=8, dilations=(2,), unshuffle=2)
+
+
+@pytest.fixture
+def generator() -> Generator:
+    torch.manual_seed(0)
+    return Generator(TINY)
+
+
+def test_shapes_dtype_and_odd_sizes(generator):
+    frames = np.random.default_rng(0).integers(0, 256, (3, 361, 641, 3), dtype=np.uint8)
+    result = Denoiser(generator).process(frames, attention=True)
+    assert result.images.shape == frames.shape and result.images.dtype == np.uint8
+    assert result.attention.shape == (3, 361, 641) and result.attention.dtype == np.uint8
+
+
+def test_batch_items_are_independent(generator):
+    """A frame's result does not depend on what else is in its batch (or on padding)."""
+    frames = np.random.default_rng(1).integers(0, 256, (4, 40, 56, 3), dtype=np.uint8)
+    den = Denoiser(generator)
+    together = den(frames)
+    alone = np.concatenate([den(frames[i:i + 1]) for i in range(4)])
+    assert np.abs(together.astype(int) - alone).max() <= 1
+
+
+def test_gaussian_stages_are_applied(generator):
+    frames = np.random.default_rng(2).integers(0, 256, (1, 48, 48, 3), dtype=np.uint8)
+    plain = Denoiser(generator)(frames)
+    blurred = Denoiser(generator, post=GaussianStage(sigma=2.0))(frames)
+    assert blurred.std() < plain.std()
+
+
+def test_rejects_wrong_input(generator):
+    with pytest.raises(ValueError, match=r"uint8 array \(N, H, W, 3\)"):
+        Denoiser(generator)(np.zeros((2, 8, 8, 3), np.float32))
+
+
+def test_safetensors_round_trip(generator, tmp_path):
+    path = save_generator(tmp_path / "g.safetensors", generator, {"trained_on": "nothing"}, half=False)
+    loaded, summary = load_generator(path)
+    assert summary == {"trained_on": "nothing"}
+    assert loaded.config == TINY
+    x = torch.rand(1, 3, 32, 32)
+    with torch.inference_mode():
+        assert torch.equal(loaded(x).image, generator.eval()(x).image)
+
+
+def test_pickle_that_runs_code_is_refused(tmp_path):
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    path = tmp_path / "evil.pt"
+    with open(path, "wb") as f:
+        pickle.dump({"generator": Evil(), "arch": {}}, f)
+    with pytest.raises(ModelError, match="refused to load"):
+        load_generator(path)
+    assert not marker.exists()
+
+
+def test_tensors_that_do_not_match_their_config_are_refused(generator, tmp_path):
+    path = save_generator(tmp_path / "g.safetensors", generator)
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        meta = f.metadata()
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    meta["arch"] = meta["arch"].replace('"arn_width": 8', '"arn_width": 16')
+    save_file(tensors, str(path), metadata=meta)
+    with pytest.raises(ModelError, match="do not match the recorded architecture"):
+        load_generator(path)
+
+
+def test_foreign_file_is_refused(tmp_path):
+    path = tmp_path / "x.safetensors"
+    save_file({"w": torch.zeros(2)}, str(path))
+    with pytest.raises(ModelError, match="not a stream-denoise generator"):
+        load_generator(path)

@@ -1,0 +1,51 @@
+"""The README's first command, run as a new user would: a fresh virtual environment and a
+clean copy of the repository. (The second command is what .ci/run runs.)"""
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import av
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def readme_commands() -> list[str]:
+    text = (ROOT / "README.md").read_text()
+    block = re.search(r"<!-- readme-commands -->\s*```bash\n(.*?)```", text, re.S)
+    assert block, "README.md lost its marked command block"
+    return [line for line in block.group(1).splitlines() if line.strip()]
+
+
+def test_ci_runs_the_readmes_test_command():
+    ci = (ROOT / ".ci" / "run").read_text().splitlines()
+    assert readme_commands()[1] in ci
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_first_command_in_a_fresh_venv(tmp_path):
+    files = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True,
+                           check=True).stdout.decode().split("\0")
+    repo = tmp_path / "repo"
+    for name in filter(None, files):
+        if (ROOT / name).is_file():
+            (repo / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, repo / name)
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    command = readme_commands()[0]
+    done = subprocess.run(
+        ["bash", "-c", f". {venv}/bin/activate && {command}"], cwd=repo,
+        capture_output=True, text=True, timeout=840,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    with av.open(str(repo / "demo.mp4")) as out, \
+            av.open(str(repo / "stream_denoise" / "data" / "sample.mp4")) as sample:
+        n_out = sum(1 for _ in out.decode(video=0))
+        n_in = sum(1 for _ in sample.decode(video=0))
+    assert n_out == n_in > 0

@@ -1,0 +1,1 @@
+"""Training the AttentiveGAN: losses, datasets, the trainer and evaluation."""

@@ -1,0 +1,48 @@
+"""The paper's losses (Qian et al., CVPR 2018, section 4), each a small function.
+
+Tensors: images (B, 3, H, W) in [0, 1]; attention maps and masks (B, 1, H, W).
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+
+def attention_loss(maps: Sequence[torch.Tensor], mask: torch.Tensor, theta: float = 0.8) -> torch.Tensor:
+    """sum_t theta^(N-t) * MSE(A_t, M): later recurrent steps weigh more."""
+    n = len(maps)
+    return sum(theta ** (n - 1 - t) * F.mse_loss(a, mask) for t, a in enumerate(maps))
+
+
+def multiscale_loss(
+    outputs: Sequence[torch.Tensor], clean: torch.Tensor, weights: Sequence[float] = (0.6, 0.8, 1.0)
+) -> torch.Tensor:
+    """MSE of each output (coarsest first: 1/4, 1/2, 1) against the clean image resized to it."""
+    total = clean.new_zeros(())
+    for out, w in zip(outputs, weights, strict=True):
+        target = clean if out.shape[-2:] == clean.shape[-2:] else F.interpolate(
+            clean, size=out.shape[-2:], mode="area")
+        total = total + w * F.mse_loss(out, target)
+    return total
+
+
+def generator_adversarial_loss(fake_logit: torch.Tensor) -> torch.Tensor:
+    """-log D(G(x)), written on logits for numerical stability."""
+    return F.binary_cross_entropy_with_logits(fake_logit, torch.ones_like(fake_logit))
+
+
+def discriminator_loss(
+    real_logit: torch.Tensor, fake_logit: torch.Tensor,
+    real_map: torch.Tensor, fake_map: torch.Tensor, attention: torch.Tensor, gamma: float = 0.05,
+) -> torch.Tensor:
+    """-log D(clean) - log(1 - D(output)) + gamma * L_map.
+
+    L_map asks the discriminator's own attention map to find what the generator's final
+    map found on outputs (``attention``) and nothing on clean images.
+    """
+    bce = F.binary_cross_entropy_with_logits
+    adv = bce(real_logit, torch.ones_like(real_logit)) + bce(fake_logit, torch.zeros_like(fake_logit))
+    l_map = F.mse_loss(fake_map, attention) + F.mse_loss(real_map, torch.zeros_like(real_map))
+    return adv + gamma * l_map

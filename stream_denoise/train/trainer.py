@@ -1,0 +1,245 @@
+"""The AttentiveGAN trainer: the paper's losses, checkpoints that resume exactly, logs.
+
+Batches are a pure function of ``(seed, step)`` and are built one step ahead on a helper
+thread (degradation is NumPy/OpenCV work that releases the GIL), so a resumed run sees the
+same data as an uninterrupted one and the CPU is not idle while batches are made.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import kornia
+import numpy as np
+import torch
+
+from .config import TrainConfig
+from ..denoiser import pick_device
+from ..errors import ModelError, UsageError
+from ..models.attentive_gan import Discriminator, Generator
+from .data import PairedFolder, Sample, SyntheticPairs, load_footage, split_footage, to_tensors
+from .losses import attention_loss, discriminator_loss, generator_adversarial_loss, multiscale_loss
+from .perceptual import PerceptualLoss
+
+log = logging.getLogger(__name__)
+
+
+def psnr_ssim(output: torch.Tensor, target: torch.Tensor) -> tuple[float, float]:
+    """Mean per-image PSNR (dB) and SSIM of (B, 3, H, W) images in [0, 1] (kornia's metrics)."""
+    output = output.clamp(0, 1)
+    psnr = [kornia.metrics.psnr(o[None], t[None], 1.0).item() for o, t in zip(output, target)]
+    ssim = kornia.metrics.ssim(output, target, 11).mean().item()
+    return float(np.mean(psnr)), ssim
+
+
+class Trainer:
+    """Trains a generator/discriminator pair into ``out_dir`` (last.pt, best.pt, log.jsonl)."""
+
+    def __init__(self, config: TrainConfig, out_dir: str | Path) -> None:
+        self.config = config
+        self.out = Path(out_dir)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.device = pick_device(config.device)
+        torch.manual_seed(config.seed)
+        self.generator = Generator(config.arch).to(self.device)
+        self.discriminator = Discriminator(config.disc_width).to(self.device)
+        opt = config.optim
+        self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=opt.lr, betas=opt.betas)
+        self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=opt.d_lr, betas=opt.betas)
+        self.perceptual = PerceptualLoss.from_config(config.loss, self.device)
+        self.train_set, self.val_samples = self._datasets()
+        self.step = 0
+        self.best_psnr = -math.inf
+
+    # -- data -------------------------------------------------------------------------
+    def _datasets(self) -> tuple[SyntheticPairs | PairedFolder, list[Sample]]:
+        d = self.config.data
+        if d.paired:
+            train = PairedFolder(d.paired, d.crop, part="train", val_fraction=d.val_fraction)
+            val_src = PairedFolder(d.paired, d.val_crop, part="val", val_fraction=d.val_fraction)
+        else:
+            footage = load_footage(d.sources, max_side=d.max_side, frame_step=d.frame_step)
+            train_images, val_images = split_footage(footage, d.val_fraction)
+            train = SyntheticPairs(train_images, self.config.degrade, d.crop)
+            val_src = SyntheticPairs(val_images or train_images, self.config.degrade, d.val_crop)
+        # A fixed validation set: seeds far from any training step's.
+        val = [val_src.sample((self.config.seed, 1_000_000_007, i)) for i in range(d.val_samples)]
+        return train, val
+
+    def batch(self, step: int) -> list[Sample]:
+        return [self.train_set.sample((self.config.seed, step, j)) for j in range(self.config.batch_size)]
+
+    def lr_factor(self, step: int) -> float:
+        """Learning-rate multiplier at ``step``: a function of the step alone, so there is
+        no scheduler state to save and a resumed run continues the same curve."""
+        o = self.config.optim
+        if o.schedule == "constant":
+            return 1.0
+        progress = min(1.0, step / max(1, self.config.steps))
+        return o.min_lr_ratio + (1 - o.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    def _set_lr(self) -> float:
+        factor = self.lr_factor(self.step)
+        for opt, base in ((self.opt_g, self.config.optim.lr), (self.opt_d, self.config.optim.d_lr)):
+            for group in opt.param_groups:
+                group["lr"] = base * factor
+        return self.config.optim.lr * factor
+
+    # -- one step ---------------------------------------------------------------------
+    def train_step(self, samples: list[Sample]) -> dict[str, float]:
+        c = self.config.loss
+        lr = self._set_lr()
+        noisy, clean, mask = (t.to(self.device) for t in to_tensors(samples))
+        self.generator.train()
+        out = self.generator(noisy)
+        l_att = attention_loss(out.attention, mask, c.theta)
+        l_ms = multiscale_loss((out.side4, out.side2, out.image), clean, c.multiscale)
+        loss_g = l_att + l_ms
+        stats = {"att_loss": l_att.item(), "ms_loss": l_ms.item(), "lr": lr}
+        if self.perceptual is not None:
+            l_p = self.perceptual(out.image, clean)
+            loss_g = loss_g + c.perceptual * l_p
+            stats["perceptual_loss"] = l_p.item()
+        adversarial = c.adversarial > 0 and self.step >= c.adversarial_from_step
+        if adversarial:
+            fake_logit, _ = self.discriminator(out.image)
+            l_adv = generator_adversarial_loss(fake_logit)
+            loss_g = loss_g + c.adversarial * l_adv
+            stats["adv_loss"] = l_adv.item()
+        self.opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        self.opt_g.step()
+        stats["g_loss"] = loss_g.item()
+        if adversarial:
+            real_logit, real_map = self.discriminator(clean)
+            fake_logit, fake_map = self.discriminator(out.image.detach())
+            loss_d = discriminator_loss(real_logit, fake_logit, real_map, fake_map,
+                                        out.attention[-1].detach(), c.gamma)
+            self.opt_d.zero_grad(set_to_none=True)
+            loss_d.backward()
+            self.opt_d.step()
+            stats["d_loss"] = loss_d.item()
+        self.step += 1
+        return stats
+
+    @torch.inference_mode()
+    def validate(self) -> dict[str, float]:
+        self.generator.eval()
+        results: dict[str, list[float]] = {"psnr": [], "ssim": [], "input_psnr": [], "input_ssim": []}
+        for i in range(0, len(self.val_samples), 8):
+            noisy, clean, _ = (t.to(self.device) for t in to_tensors(self.val_samples[i:i + 8]))
+            p, s = psnr_ssim(self.generator(noisy).image, clean)
+            ip, is_ = psnr_ssim(noisy, clean)
+            n = len(noisy)
+            for key, v in (("psnr", p), ("ssim", s), ("input_psnr", ip), ("input_ssim", is_)):
+                results[key] += [v] * n
+        return {k: float(np.mean(v)) for k, v in results.items()}
+
+    # -- checkpoints ------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        return {
+            "generator": self.generator.state_dict(),
+            "discriminator": self.discriminator.state_dict(),
+            "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
+            "step": self.step, "best_psnr": self.best_psnr,
+            "arch": self.config.arch.to_dict(),
+            "train_config": self.config.model_dump(mode="json"),
+            "torch_rng": torch.get_rng_state(),
+        }
+
+    def save(self, name: str, summary: dict[str, Any] | None = None) -> Path:
+        path = self.out / name
+        tmp = path.with_suffix(".tmp")
+        torch.save({**self.state(), "summary": summary or {}}, tmp)
+        tmp.replace(path)  # never leave a half-written checkpoint under the real name
+        return path
+
+    def resume(self, path: str | Path) -> None:
+        try:
+            blob = torch.load(path, map_location=self.device, weights_only=True)
+        except Exception as e:  # noqa: BLE001 - any unreadable checkpoint is a user error
+            raise ModelError(f"cannot resume from {path}: {str(e).splitlines()[0][:200]}") from None
+        if blob.get("arch") != self.config.arch.to_dict():
+            raise UsageError(f"{path} was trained with a different model architecture than the config's")
+        self.generator.load_state_dict(blob["generator"])
+        self.discriminator.load_state_dict(blob["discriminator"])
+        self.opt_g.load_state_dict(blob["opt_g"])
+        self.opt_d.load_state_dict(blob["opt_d"])
+        self.step, self.best_psnr = int(blob["step"]), float(blob["best_psnr"])
+        torch.set_rng_state(blob["torch_rng"])
+
+    # -- the loop ---------------------------------------------------------------------
+    def fit(self, *, max_minutes: float | None = None, progress: bool = False) -> dict[str, Any]:
+        """Train until ``config.steps`` (or ``max_minutes`` of wall time, for chunked runs)."""
+        from tqdm import tqdm
+
+        c = self.config
+        log_path = self.out / "log.jsonl"
+        started = last_ckpt = time.monotonic()
+        bar = tqdm(total=c.steps, initial=self.step, disable=not progress, unit="step")
+        with ThreadPoolExecutor(1, thread_name_prefix="sd-batches") as pool, log_path.open("a") as logf:
+            pending = pool.submit(self.batch, self.step)
+            while self.step < c.steps:
+                samples = pending.result()
+                if self.step + 1 < c.steps:
+                    pending = pool.submit(self.batch, self.step + 1)
+                t0 = time.monotonic()
+                stats = self.train_step(samples)
+                record: dict[str, Any] = {}
+                if self.step % c.log_every == 0 or self.step == c.steps:
+                    record = {"step": self.step, **stats, "sec_per_step": time.monotonic() - t0}
+                if self.step % c.val_every == 0 or self.step == c.steps:
+                    val = self.validate()
+                    record = {"step": self.step, **stats, **{f"val_{k}": v for k, v in val.items()}}
+                    if val["psnr"] > self.best_psnr:
+                        self.best_psnr = val["psnr"]
+                        self.save("best.pt", {"step": self.step, **val})
+                if record:
+                    logf.write(json.dumps(record) + "\n")
+                    logf.flush()
+                bar.update(1)
+                now = time.monotonic()
+                if now - last_ckpt > c.checkpoint_minutes * 60:
+                    self.save("last.pt")
+                    last_ckpt = now
+                if max_minutes is not None and now - started > max_minutes * 60:
+                    break
+            pending.cancel()
+        bar.close()
+        self.save("last.pt")
+        plot_log(log_path, self.out / "curves.png")
+        return {"step": self.step, "best_val_psnr": self.best_psnr}
+
+
+def plot_log(log_path: Path, png: Path) -> Path | None:
+    """Loss and validation curves, like the paper's Figure 5 (needs matplotlib)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log.warning("matplotlib is not installed: no curves.png (pip install matplotlib)")
+        return None
+    rows = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
+    if not rows:
+        return None
+    panels = [("g_loss", "d_loss", "att_loss", "ms_loss"), ("val_psnr", "val_input_psnr"), ("val_ssim",)]
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.5))
+    for ax, keys in zip(axes, panels):
+        for key in keys:
+            pts = [(r["step"], r[key]) for r in rows if key in r]
+            if pts:
+                ax.plot(*zip(*pts), label=key)
+        ax.set_xlabel("step")
+        ax.legend()
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(png, dpi=90)
+    plt.close(fig)
+    return png

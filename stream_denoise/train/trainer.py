@@ -173,6 +173,16 @@ class Trainer:
         self.step, self.best_psnr = int(blob["step"]), float(blob["best_psnr"])
         torch.set_rng_state(blob["torch_rng"])
 
+    def init_from(self, name_or_path: str | Path) -> None:
+        """Start from a trained generator (bundled name or checkpoint), fresh optimisers:
+        how a shipped model is trained further without shipping optimiser state."""
+        from ..models.weights import load_generator
+
+        generator, _ = load_generator(name_or_path)
+        if generator.config != self.config.arch:
+            raise UsageError(f"{name_or_path} has a different architecture than the config's model")
+        self.generator.load_state_dict(generator.state_dict())
+
     # -- the loop ---------------------------------------------------------------------
     def fit(self, *, max_minutes: float | None = None, progress: bool = False) -> dict[str, Any]:
         """Train until ``config.steps`` (or ``max_minutes`` of wall time, for chunked runs)."""

@@ -210,6 +210,7 @@ class Trainer:
                         self.best_psnr = val["psnr"]
                         self.save("best.pt", {"step": self.step, **val})
                 if record:
+                    record["elapsed_s"] = round(time.monotonic() - started, 1)
                     logf.write(json.dumps(record) + "\n")
                     logf.flush()
                 bar.update(1)

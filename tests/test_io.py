@@ -97,12 +97,7 @@ def test_bunny_info_names_audio(bunny: Path) -> None:
 
 def test_raw_h264_without_timestamps_gets_extrapolated_pts(bikes: Path, tmp_path: Path) -> None:
     raw = tmp_path / "bikes.h264"  # Annex B elementary stream: no pts, no dts
-    with av.open(str(bikes)) as src, av.open(str(raw), "w") as dst:
-        stream = dst.add_stream_from_template(src.streams.video[0])
-        for packet in src.demux(src.streams.video[0]):
-            if packet.size:
-                packet.stream = stream
-                dst.mux(packet)
+    _remux(bikes, raw, "video")
     with open_source(raw) as src:
         tb, rate = src.info.time_base, src.info.rate
         frames = list(src)
@@ -157,14 +152,20 @@ def test_image_folder_size_mismatch_names_file(bikes_frames: list[Frame], tmp_pa
         list(src)
 
 
-def _audio_only(bunny: Path, out: Path) -> Path:
-    with av.open(str(bunny)) as src, av.open(str(out), "w") as dst:
-        stream = dst.add_stream_from_template(src.streams.audio[0])
-        for packet in src.demux(src.streams.audio[0]):
+def _remux(path: Path, out: Path, kind: str) -> Path:
+    """Copy the first ``kind`` ("video"/"audio") stream of ``path`` into ``out`` untouched."""
+    with av.open(str(path)) as src, av.open(str(out), "w") as dst:
+        in_stream = getattr(src.streams, kind)[0]
+        stream = dst.add_stream_from_template(in_stream)
+        for packet in src.demux(in_stream):
             if packet.size:
                 packet.stream = stream
                 dst.mux(packet)
     return out
+
+
+def _audio_only(bunny: Path, out: Path) -> Path:
+    return _remux(bunny, out, "audio")
 
 
 def _zero_frames(out: Path) -> Path:

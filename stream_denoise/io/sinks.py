@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from stream_denoise.errors import OutputError
-from stream_denoise.io.base import Closeable
+from ..closeable import Closeable
 from stream_denoise.frame import Frame, VideoInfo
 from stream_denoise.io.sources import _reason, redact
 

@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from stream_denoise.errors import InputError
-from stream_denoise.io.base import Closeable
+from ..closeable import Closeable
 from stream_denoise.frame import Frame, VideoInfo
 
 log = logging.getLogger(__name__)

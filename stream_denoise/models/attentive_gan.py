@@ -29,7 +29,10 @@ class GeneratorConfig:
     makes real time on a CPU reachable. ``gate_output`` makes the autoencoder predict a
     residual that is applied only where the (supervised) attention map is on: away from
     drops the output is the input, so a small net does not have to learn the identity
-    before it can learn to remove anything.
+    before it can learn to remove anything. ``input_skip`` adds a zero-initialised conv
+    from the autoencoder's input straight to its output: with ``unshuffle`` the finest
+    decoder level is narrower than the ``r*r*3`` pixels it predicts, and per-pixel noise
+    cannot pass through that bottleneck.
     """
 
     arn_width: int = 32
@@ -39,6 +42,7 @@ class GeneratorConfig:
     dilations: tuple[int, ...] = (2, 4, 8, 16)
     unshuffle: int = 1
     gate_output: bool = False
+    input_skip: bool = False
 
     def __post_init__(self) -> None:
         for name in ("arn_width", "steps", "ae_width", "unshuffle"):
@@ -65,7 +69,7 @@ PRESETS: dict[str, GeneratorConfig] = {
     # Sized for real time on a 2-core CPU at 640x360; see benchmarks/.
     "lite": GeneratorConfig(
         arn_width=16, steps=3, res_blocks=2, ae_width=32, dilations=(2, 4), unshuffle=4,
-        gate_output=True,
+        gate_output=True, input_skip=True,
     ),
 }
 
@@ -138,7 +142,9 @@ class AttentiveRecurrentNet(nn.Module):
 class ContextualAutoencoder(nn.Module):
     """Encoder to 1/4 scale, dilated context, decoder with additive skips and side outputs."""
 
-    def __init__(self, channels: int, width: int, dilations: tuple[int, ...]) -> None:
+    def __init__(
+        self, channels: int, width: int, dilations: tuple[int, ...], input_skip: bool = False
+    ) -> None:
         super().__init__()
         w1, w2, w4 = width, 2 * width, 4 * width
         self.enc1 = nn.Conv2d(channels + 1, w1, 5, padding=2)
@@ -157,6 +163,10 @@ class ContextualAutoencoder(nn.Module):
         self.out = _conv(w1 // 2, channels)
         self.side4 = _conv(w4, channels)
         self.side2 = _conv(w2, channels)
+        self.skip = _conv(channels + 1, channels) if input_skip else None
+        if self.skip is not None:  # starts as a no-op, so a trained net can be widened
+            nn.init.zeros_(self.skip.weight)
+            nn.init.zeros_(self.skip.bias)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Returns (output, side output at 1/2, side output at 1/4)."""
@@ -173,7 +183,8 @@ class ContextualAutoencoder(nn.Module):
         side2 = self.side2(y)
         y = F.relu(self.up2(y)) + skip1
         y = F.relu(self.dec2(y))
-        return self.out(y), side2, side4
+        out = self.out(y) if self.skip is None else self.out(y) + self.skip(x)
+        return out, side2, side4
 
 
 class GeneratorOutput(NamedTuple):
@@ -201,7 +212,7 @@ class Generator(nn.Module):
             channels, self.config.arn_width, self.config.steps, self.config.res_blocks
         )
         self.autoencoder = ContextualAutoencoder(
-            channels, self.config.ae_width, self.config.dilations
+            channels, self.config.ae_width, self.config.dilations, self.config.input_skip
         )
 
     def forward(self, image: torch.Tensor) -> GeneratorOutput:

@@ -10,6 +10,7 @@ import json
 import logging
 import math
 import time
+from dataclasses import replace
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from ..denoiser import pick_device
 from ..errors import ModelError, UsageError
 from ..models.attentive_gan import Discriminator, Generator
 from .data import PairedFolder, Sample, SyntheticPairs, load_footage, split_footage, to_tensors
-from .losses import attention_loss, discriminator_loss, generator_adversarial_loss, multiscale_loss
+from .losses import attention_loss, block_mask, discriminator_loss, generator_adversarial_loss, multiscale_loss
 from .perceptual import PerceptualLoss
 
 log = logging.getLogger(__name__)
@@ -95,6 +96,7 @@ class Trainer:
         c = self.config.loss
         lr = self._set_lr()
         noisy, clean, mask = (t.to(self.device) for t in to_tensors(samples))
+        mask = block_mask(mask, self.generator.config.unshuffle)
         self.generator.train()
         out = self.generator(noisy)
         l_att = attention_loss(out.attention, mask, c.theta)
@@ -179,9 +181,13 @@ class Trainer:
         from ..models.weights import load_generator
 
         generator, _ = load_generator(name_or_path)
-        if generator.config != self.config.arch:
+        grown = replace(generator.config, input_skip=self.config.arch.input_skip)
+        if grown != self.config.arch:
             raise UsageError(f"{name_or_path} has a different architecture than the config's model")
-        self.generator.load_state_dict(generator.state_dict())
+        missing, _ = self.generator.load_state_dict(generator.state_dict(), strict=False)
+        if missing:  # only the zero-initialised input skip can be missing: output unchanged
+            log.info("initialised from %s; new layers start as no-ops: %s",
+                     name_or_path, ", ".join(missing))
 
     # -- the loop ---------------------------------------------------------------------
     def fit(self, *, max_minutes: float | None = None, progress: bool = False) -> dict[str, Any]:

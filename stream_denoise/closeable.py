@@ -1,4 +1,4 @@
-"""What sources and sinks share: ``close()`` that is safe twice, and ``with`` support."""
+"""What sources, sinks and executors share: ``close()`` that is safe twice, and ``with``."""
 from __future__ import annotations
 
 from types import TracebackType
@@ -9,7 +9,7 @@ _C = TypeVar("_C", bound="Closeable")
 
 class Closeable:
     def close(self) -> None:
-        """Release the input or output; safe to call more than once."""
+        """Release what this holds; safe to call more than once."""
 
     def __enter__(self: _C) -> _C:
         return self

@@ -1,0 +1,59 @@
+"""Planning many inputs: folders, globs and camera lists become (input, output) jobs."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from stream_denoise.errors import InputError, UsageError
+from stream_denoise.jobs import plan
+
+
+def _touch(*paths: Path) -> None:
+    for p in paths:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(b"x")
+
+
+def test_folder_keeps_relative_names_and_ignores_partials(tmp_path):
+    rec = tmp_path / "rec"
+    _touch(rec / "b.mp4", rec / "a" / "c.MKV", rec / "notes.txt", rec / "x.partial.mp4")
+    jobs = plan(rec, tmp_path / "out")
+    assert [(j.name, Path(j.input).name, j.output) for j in jobs] == [
+        ("a/c.MKV", "c.MKV", tmp_path / "out" / "a" / "c.MKV"),
+        ("b.mp4", "b.mp4", tmp_path / "out" / "b.mp4"),
+    ]
+
+
+def test_glob_and_single_inputs(tmp_path):
+    _touch(tmp_path / "d1" / "x.mp4", tmp_path / "d2" / "y.mp4", tmp_path / "d2" / "z.mov")
+    jobs = plan(f"{tmp_path}/d*/*.mp4", tmp_path / "out")
+    assert [j.name for j in jobs] == ["d1/x.mp4", "d2/y.mp4"]
+    assert plan(tmp_path / "d1" / "x.mp4", "o.mp4") is None
+    assert plan("sample", "o.mp4") is None
+    assert plan("rtsp://user:pw@127.0.0.1/cam", "o.mp4") is None
+    _touch(tmp_path / "frames" / "0001.png")
+    assert plan(tmp_path / "frames", "out") is None  # an image sequence is one input
+    with pytest.raises(InputError, match="no video files match"):
+        plan(f"{tmp_path}/nothing/*.mp4", "out")
+    with pytest.raises(UsageError, match="needs -o OUTPUT_FOLDER"):
+        plan(tmp_path / "d2", None)
+    with pytest.raises(UsageError, match="-o must be a folder"):
+        plan(tmp_path / "d2", tmp_path / "one.mp4")
+
+
+def test_camera_list(tmp_path):
+    cams = tmp_path / "cams.yaml"
+    cams.write_text("cameras:\n"
+                    "  - {name: gate, url: 'rtsp://u:p@127.0.0.1:8554/gate', output: gate.mp4}\n"
+                    "  - {name: yard, url: 'rtsp://127.0.0.1:8554/yard', output: yard/out.mkv}\n")
+    jobs = plan(cams, None)
+    assert [(j.name, j.output) for j in jobs] == [
+        ("gate", tmp_path / "gate.mp4"), ("yard", tmp_path / "yard" / "out.mkv")]
+    assert plan(cams, "/srv/out")[0].output == Path("/srv/out/gate.mp4")
+    cams.write_text("cameras:\n  - {name: gate, url: 'rtsp://h/x', outptu: g.mp4}\n")
+    with pytest.raises(UsageError, match=r"cams.yaml: cameras.0.output: Field required"):
+        plan(cams, None)
+    cams.write_text("cameras:\n  - {name: a, url: u, output: a.mp4}\n  - {name: a, url: v, output: b.mp4}\n")
+    with pytest.raises(UsageError, match="names must be unique"):
+        plan(cams, None)

@@ -1,0 +1,135 @@
+"""The Ray executor on one local Ray instance shared by this module (2 CPUs)."""
+from __future__ import annotations
+
+import threading
+
+import av
+import numpy as np
+import pytest
+
+ray = pytest.importorskip("ray")
+
+from stream_denoise.cli import main  # noqa: E402
+from stream_denoise.config import ExecutorConfig, load_config  # noqa: E402
+from stream_denoise.errors import WorkerError  # noqa: E402
+from stream_denoise.executors.ray_pool import RayExecutor  # noqa: E402
+from stream_denoise.frame import Frame  # noqa: E402
+from stream_denoise.pipeline import batches, open_executor, run  # noqa: E402
+
+from . import conftest  # noqa: E402
+
+
+@pytest.fixture(scope="module", autouse=True)
+def local_ray():
+    import cloudpickle
+
+    cloudpickle.register_pickle_by_value(conftest)  # the stand-in models travel by value
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def _decode(path) -> tuple[list[int], list[np.ndarray]]:
+    with av.open(str(path)) as c:
+        frames = list(c.decode(video=0))
+    return [f.pts for f in frames], [f.to_ndarray(format="rgb24") for f in frames]
+
+
+class Slow(conftest.Invert):
+    """Invert, slowly enough that an actor can be killed while batches are in flight."""
+
+    def process(self, frames, *, attention=False):
+        import time
+
+        time.sleep(0.05)
+        return super().process(frames, attention=attention)
+
+
+class FailsOn:
+    """Raises on any batch holding a frame whose first pixel equals ``value``."""
+
+    def __init__(self, value: int) -> None:
+        self.value = value
+
+    def process(self, frames, *, attention=False):
+        if (frames[:, 0, 0, 0] == self.value).any():
+            raise RuntimeError("model blew up")
+        return conftest.Invert().process(frames, attention=attention)
+
+
+def _numbered(n: int, size: int = 4):
+    """Frames whose pixels carry their index, so order and identity can be checked."""
+    frames = [Frame(i, np.full((8, 8, 3), i, np.uint8), pts=i) for i in range(n)]
+    return list(batches(frames, size))
+
+
+def test_ray_matches_local_on_real_footage(short_clip, tmp_path):
+    config = load_config(overrides={"executor.kind": "ray", "executor.workers": 2})
+    with open_executor(config) as pool:
+        assert len(pool.actors) == 2
+        ray_run = run(short_clip, tmp_path / "ray.mp4", config, executor=pool, progress=False)
+    local_run = run(short_clip, tmp_path / "local.mp4", load_config(), progress=False)
+    assert ray_run.frames == local_run.frames == 23
+    ray_pts, ray_img = _decode(tmp_path / "ray.mp4")
+    local_pts, local_img = _decode(tmp_path / "local.mp4")
+    assert ray_pts == local_pts == sorted(local_pts)
+    assert all(np.array_equal(a, b) for a, b in zip(ray_img, local_img, strict=True))
+
+
+def test_killed_actor_loses_and_repeats_nothing():
+    config = ExecutorConfig(workers=2, in_flight=2)
+    with RayExecutor(Slow, config) as pool:
+        out = []
+        for result in pool.map(_numbered(60)):
+            out.extend(int(img[0, 0, 0]) for img in result.images)
+            if len(out) == 8:
+                ray.kill(pool.actors[0])
+        assert pool.restarts == 1
+    assert out == [255 - i for i in range(60)]
+
+
+def test_batch_that_keeps_failing_names_its_frames():
+    config = ExecutorConfig(workers=2, batch_retries=1)
+    with RayExecutor(lambda: FailsOn(9), config) as pool:
+        with pytest.raises(WorkerError, match=r"frames 8-11 failed 2 times on Ray workers: "
+                                              r"RuntimeError: model blew up"):
+            list(pool.map(_numbered(20)))
+        # The pool survives a failed run: the next one goes through.
+        assert len(list(pool.map(_numbered(4)))) == 1
+
+
+def test_concurrent_maps_share_the_pool_and_stay_ordered():
+    with RayExecutor(conftest.Invert, ExecutorConfig(workers=2)) as pool:
+        outs: dict[int, list[int]] = {}
+
+        def consume(k: int) -> None:
+            outs[k] = [int(i[0, 0, 0]) for r in pool.map(_numbered(40, 3)) for i in r.images]
+
+        threads = [threading.Thread(target=consume, args=(k,)) for k in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert outs == {k: [255 - i for i in range(40)] for k in range(3)}
+
+
+def test_folder_with_a_corrupt_file(short_clip, tmp_path, capsys):
+    folder = tmp_path / "recordings"
+    (folder / "day2").mkdir(parents=True)
+    data = short_clip.read_bytes()
+    (folder / "a.mp4").write_bytes(data)
+    (folder / "day2" / "b.mp4").write_bytes(data)
+    (folder / "broken.mp4").write_bytes(b"not a video at all" * 100)
+    out = tmp_path / "cleaned"
+    code = main(["run", str(folder), "-o", str(out), "--executor", "ray", "--workers", "2"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.mp4")) == ["a.mp4", "day2/b.mp4"]
+    assert _decode(out / "day2" / "b.mp4")[0] == _decode(short_clip)[0]
+    lines = err.splitlines()
+    assert [ln.split()[0] for ln in lines[1:4]] == ["a.mp4", "broken.mp4", "day2/b.mp4"]
+    assert "failed: " in lines[2] and "broken.mp4" in lines[2]
+    assert lines[1].rstrip().endswith("ok") and lines[3].rstrip().endswith("ok")
+    assert "1 of 3 inputs failed" in err
+    # Run again: complete outputs are skipped, the broken file fails again.
+    assert main(["run", str(folder), "-o", str(out), "-q"]) == 1

@@ -9,9 +9,12 @@ import pytest
 import torch
 
 from stream_denoise.cli import main
+from stream_denoise.errors import UsageError
 from stream_denoise.train.config import load_train_config
 from stream_denoise.train.data import PairedFolder
-from stream_denoise.train.losses import attention_loss, multiscale_loss
+from stream_denoise.models.attentive_gan import Generator, GeneratorConfig
+from stream_denoise.models.weights import save_generator
+from stream_denoise.train.losses import attention_loss, block_mask, multiscale_loss
 from stream_denoise.train.trainer import Trainer
 from tests.conftest import package_data
 
@@ -49,6 +52,30 @@ def test_multiscale_loss_compares_each_scale_to_the_resized_clean_image():
     assert multiscale_loss(outs, clean).item() == pytest.approx(0.0, abs=1e-7)
     outs[0] = outs[0] + 0.1
     assert multiscale_loss(outs, clean).item() == pytest.approx(0.6 * 0.01, rel=1e-4)
+
+
+def test_block_mask_marks_every_cell_holding_a_damaged_pixel():
+    mask = torch.zeros(1, 1, 8, 8)
+    mask[0, 0, 5, 2] = 1
+    cells = block_mask(mask, 4)
+    assert cells[0, 0, 4:, :4].eq(1).all() and cells.sum() == 16
+    assert block_mask(mask, 1) is mask
+
+
+def test_init_widens_a_trained_model_without_changing_its_output(photos, tmp_path):
+    """A checkpoint without the input skip continues training with it, as a no-op layer
+    at first (how the bundled lite v1 became v2)."""
+    torch.manual_seed(0)
+    old = Generator(GeneratorConfig(**TINY))
+    save_generator(tmp_path / "v1.safetensors", old, half=False)
+    trainer = Trainer(tiny_config(photos, model={**TINY, "input_skip": True}), tmp_path / "v2")
+    trainer.init_from(tmp_path / "v1.safetensors")
+    x = torch.rand(1, 3, 64, 96)
+    with torch.no_grad():
+        assert torch.equal(old.eval()(x).image, trainer.generator.eval()(x).image)
+    wider = tiny_config(photos, model={**TINY, "ae_width": 16})
+    with pytest.raises(UsageError, match="different architecture"):
+        Trainer(wider, tmp_path / "v3").init_from(tmp_path / "v1.safetensors")
 
 
 def test_a_short_run_reduces_the_loss(photos, tmp_path):

@@ -7,8 +7,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +95,29 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_run)
 
 
+@contextmanager
+def _stop_on_signals() -> Iterator[tuple[threading.Event, list[int]]]:
+    """The first SIGINT or SIGTERM drains the run (the frames already read are finished and
+    the outputs closed, valid and published); a second one exits at once."""
+    drain = threading.Event()
+    received: list[int] = []
+
+    def handler(signum: int, _frame: object) -> None:
+        if received:
+            os._exit(128 + signum)
+        received.append(signum)
+        drain.set()
+        print(f"{PROG}: {signal.Signals(signum).name}: finishing the frames already read "
+              f"(send it again to quit at once)", file=sys.stderr, flush=True)
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield drain, received
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from .config import load_config
     from .errors import UsageError
@@ -105,27 +132,29 @@ def _cmd_run(args: argparse.Namespace) -> int:
         overrides["encode.copy_audio"] = False
     config = load_config(args.config, overrides)
     jobs = plan(args.input, args.output)
-    if jobs is not None:
-        if args.attention or args.compare:
-            raise UsageError("--attention and --compare take a single input")
-        results = run_jobs(jobs, config, overwrite=args.overwrite,
-                           progress=not args.quiet and sys.stderr.isatty())
-        if not args.quiet:
-            print(format_results(results), file=sys.stderr)
-        failed = sum(r.failed for r in results)
-        if failed:
-            print(f"{PROG}: error: {failed} of {len(results)} inputs failed", file=sys.stderr)
-        return 1 if failed else 0
-    if args.output is None:
+    progress = not args.quiet and sys.stderr.isatty()
+    if jobs is not None and (args.attention or args.compare):
+        raise UsageError("--attention and --compare take a single input")
+    if jobs is None and args.output is None:
         raise UsageError("-o OUTPUT is required")
-    summary = run(
-        args.input, args.output, config,
-        attention_path=args.attention, compare_path=args.compare,
-        overwrite=args.overwrite, progress=not args.quiet and sys.stderr.isatty(),
-    )
-    if not args.quiet:
-        print(summary.line(), file=sys.stderr)
-    return 0
+    with _stop_on_signals() as (drain, signals):
+        if jobs is not None:
+            results = run_jobs(jobs, config, overwrite=args.overwrite, progress=progress,
+                               drain=drain)
+            if not args.quiet:
+                print(format_results(results), file=sys.stderr)
+            failed = sum(r.failed for r in results)
+            if failed:
+                print(f"{PROG}: error: {failed} of {len(results)} inputs failed", file=sys.stderr)
+            code = 1 if failed else 0
+        else:
+            summary = run(args.input, args.output, config, attention_path=args.attention,
+                          compare_path=args.compare, overwrite=args.overwrite,
+                          progress=progress, drain=drain)
+            if not args.quiet:
+                print(summary.line(), file=sys.stderr)
+            code = 0
+    return 128 + signals[0] if signals else code
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:

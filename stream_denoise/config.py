@@ -63,6 +63,20 @@ class PipelineConfig(Section):
                                                    "0 = one per Ray worker, or 2 with the local executor")
 
 
+class SourceConfig(Section):
+    """How stream URLs and cameras are opened and kept alive (files use none of it)."""
+
+    rtsp_transport: Literal["tcp", "udp"] = "tcp"
+    open_timeout: float = Field(10.0, gt=0.0, le=600.0, description="seconds to connect")
+    read_timeout: float = Field(10.0, gt=0.0, le=600.0, description="seconds without data = stalled")
+    reconnect: bool = True
+    reconnect_attempts: int = Field(0, ge=0, description="in a row before giving up; 0 = never")
+    backoff_initial: float = Field(1.0, gt=0.0, le=60.0)
+    backoff_max: float = Field(30.0, gt=0.0, le=3600.0)
+    device_size: str | None = Field(None, pattern=r"^\d+x\d+$", description="camera WxH, e.g. 1280x720")
+    device_fps: float | None = Field(None, gt=0.0, le=1000.0)
+
+
 class ExecutorConfig(Section):
     """Where batches run: in this process, or on a pool of Ray actors."""
 
@@ -85,6 +99,7 @@ class EncodeConfig(Section):
 
 
 class RunConfig(Section):
+    source: SourceConfig = SourceConfig()
     model: ModelConfig = ModelConfig()
     filters: FilterConfig = FilterConfig()
     pipeline: PipelineConfig = PipelineConfig()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import glob
 import logging
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,11 +111,14 @@ def _cameras(path: Path, output: str | Path | None) -> list[Job]:
 
 def run_jobs(
     jobs: list[Job], config: RunConfig, *, overwrite: bool = False, progress: bool = True,
+    drain: threading.Event | None = None,
 ) -> list[JobResult]:
     """Run every job, ``config.pipeline.jobs`` at a time, on one shared executor.
 
     Jobs whose output exists are skipped unless ``overwrite`` (outputs are published only
     when complete, so an existing one is a finished one). Live cameras all run at once.
+    ``drain`` stops every run as :func:`pipeline.run` describes; jobs not started yet
+    are not started.
     """
     results: dict[Job, JobResult] = {}
     todo = []
@@ -127,7 +131,7 @@ def run_jobs(
         width = _concurrency(config, todo)
         with open_executor(config) as executor, ThreadPoolExecutor(width) as pool, tqdm(
                 total=len(todo), unit="file", disable=not progress, dynamic_ncols=True) as bar:
-            futures = {pool.submit(_run_one, job, config, executor, overwrite): job for job in todo}
+            futures = {pool.submit(_run_one, job, config, executor, overwrite, drain): job for job in todo}
             for future in as_completed(futures):
                 result = future.result()
                 results[result.job] = result
@@ -145,17 +149,20 @@ def _concurrency(config: RunConfig, jobs: list[Job]) -> int:
     return config.executor.workers if config.executor.kind == "ray" else 2
 
 
-def _run_one(job: Job, config: RunConfig, executor, overwrite: bool) -> JobResult:
+def _run_one(job: Job, config: RunConfig, executor, overwrite: bool,
+             drain: threading.Event | None) -> JobResult:
+    if drain is not None and drain.is_set():
+        return JobResult(job, "not started (stopped)")
     try:
         job.output.parent.mkdir(parents=True, exist_ok=True)
         summary = run(job.input, job.output, config, executor=executor, overwrite=overwrite,
-                      progress=False)
+                      progress=False, drain=drain)
     except StreamDenoiseError as e:
         return JobResult(job, f"failed: {e}")
     except Exception as e:  # noqa: BLE001 - one bad file must not stop the others
         log.debug("job %s failed", job.name, exc_info=True)
         return JobResult(job, f"failed: {type(e).__name__}: {e}")
-    return JobResult(job, "ok", summary)
+    return JobResult(job, "stopped early" if summary.stopped else "ok", summary)
 
 
 def format_results(results: list[JobResult]) -> str:

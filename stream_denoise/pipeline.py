@@ -31,7 +31,8 @@ from .errors import OutputError, StreamDenoiseError, WorkerError
 from .executors import BatchModel, Executor, ModelFactory
 from .frame import Batch, BatchResult, Frame
 from .io.sinks import VIDEO_SUFFIXES, open_sink
-from .io.sources import open_source, redact
+from .io.live import Backoff
+from .io.sources import Source, is_device, is_url, open_source, redact
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,7 @@ class RunSummary:
     frames: int
     seconds: float
     corrupt_frames: int = 0
+    stopped: bool = False  # ended early by a stop request; the output holds what was read
 
     @property
     def fps(self) -> float:
@@ -50,6 +52,7 @@ class RunSummary:
 
     def line(self) -> str:
         extra = f", {self.corrupt_frames} corrupt frames skipped" if self.corrupt_frames else ""
+        extra += ", stopped early" if self.stopped else ""
         return (f"{self.frames} frames in {self.seconds:.1f} s ({self.fps:.1f} fps){extra}: "
                 f"{redact(self.input)} -> {self.output}")
 
@@ -157,6 +160,25 @@ def _publish(path: Path) -> None:
     os.replace(partial_path(path), path)
 
 
+def _open_input(spec: str | Path, config: RunConfig, cancelled) -> Source:
+    """Files as they are; URLs and cameras with timeouts, transport and reconnects."""
+    threads = config.pipeline.decode_threads
+    if not (is_url(spec) or is_device(spec)):
+        return open_source(spec, threads=threads)
+    s = config.source
+    options: dict[str, str] = {}
+    if str(spec).lower().startswith("rtsp"):
+        options["rtsp_transport"] = s.rtsp_transport
+    if is_device(spec):
+        if s.device_size:
+            options["video_size"] = s.device_size
+        if s.device_fps:
+            options["framerate"] = f"{s.device_fps:g}"
+    backoff = Backoff(s.backoff_initial, s.backoff_max, s.reconnect_attempts) if s.reconnect else None
+    return open_source(spec, threads=threads, timeout=(s.open_timeout, s.read_timeout),
+                       options=options, reconnect=backoff, cancelled=cancelled)
+
+
 def open_executor(config: RunConfig, model: BatchModel | None = None) -> Executor:
     """The executor ``config.executor`` names, running ``model`` or the configured Denoiser.
 
@@ -196,6 +218,7 @@ def run(
     compare_path: str | Path | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    drain: threading.Event | None = None,
 ) -> RunSummary:
     """Denoise ``input`` (file, image folder, URL or ``"sample"``) into ``output``.
 
@@ -203,6 +226,8 @@ def run(
     the same ``process`` method to run other models (tests use a pass-through).
     ``executor`` runs the batches on a pool the caller owns (several runs may share it);
     by default the run opens the one ``config.executor`` names and closes it at the end.
+    Setting ``drain`` (from a signal handler, say) stops reading; the frames already read
+    are processed and written and the output is finished and published as usual.
     ``attention_path`` writes the final attention map as a heat-map video and
     ``compare_path`` a side-by-side input|output video.
     """
@@ -214,7 +239,9 @@ def run(
         _remove(partial_path(path))  # the remains of an earlier crash
     with ExitStack() as stack:
         # The input first: a wrong path should be reported before a model is loaded.
-        source = stack.enter_context(open_source(source_spec, threads=config.pipeline.decode_threads))
+        stop = threading.Event()
+        source = stack.enter_context(_open_input(
+            source_spec, config, lambda: stop.is_set() or (drain is not None and drain.is_set())))
         info = source.info
         if executor is None:
             executor = stack.enter_context(open_executor(config, model))
@@ -231,13 +258,18 @@ def run(
             total=info.frames, unit="frame", disable=not progress, dynamic_ncols=True,
             desc=Path(str(redact(str(source_spec)))).name[:30]))
 
-        stop = threading.Event()
         to_model = _Channel(config.pipeline.queue_size, stop)
         to_writer = _Channel(config.pipeline.queue_size, stop)
         written = 0
 
+        def frames() -> Iterator[Frame]:
+            for frame in source:
+                if drain is not None and drain.is_set():
+                    return
+                yield frame
+
         def read() -> None:
-            for batch in batches(source, config.pipeline.batch_size):
+            for batch in batches(frames(), config.pipeline.batch_size):
                 to_model.put(batch)
             to_model.close()
 
@@ -279,7 +311,8 @@ def run(
     for path in outputs:
         _publish(path)
     seconds = time.perf_counter() - started
-    return RunSummary(str(source_spec), str(output), written, seconds, source.corrupt_frames)
+    return RunSummary(str(source_spec), str(output), written, seconds, source.corrupt_frames,
+                      stopped=drain is not None and drain.is_set())
 
 
 def _write_result(result: BatchResult, sink, att_sink, cmp_sink) -> None:

@@ -10,16 +10,20 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import av
 import cv2
 import numpy as np
 
-from stream_denoise.errors import InputError
 from ..closeable import Closeable
-from stream_denoise.frame import Frame, VideoInfo
+from ..errors import InputError
+from ..frame import Frame, VideoInfo
+
+if TYPE_CHECKING:
+    from .live import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -86,10 +90,12 @@ class VideoSource(Source):
         threads: int = 0,
         timeout: float | tuple[float, float] | None = None,
         options: Mapping[str, str] | None = None,
+        format: str | None = None,
     ) -> None:
         self._name = redact(spec)
         try:
-            self._container = av.open(spec, "r", timeout=timeout, options=dict(options or {}))
+            self._container = av.open(spec, "r", format=format, timeout=timeout,
+                                      options=dict(options or {}))
         except (av.FFmpegError, OSError) as e:
             raise InputError(f"cannot open {self._name} as video: {_reason(e)}") from None
         if not self._container.streams.video:
@@ -207,28 +213,44 @@ class ImageFolderSource(Source):
             yield Frame(index, image)
 
 
+def is_device(spec: str | os.PathLike) -> bool:
+    """A local camera (V4L2 ``/dev/videoN``)."""
+    return str(spec).startswith("/dev/video")
+
+
 def open_source(
     spec: str | os.PathLike,
     *,
     threads: int = 0,
     timeout: float | tuple[float, float] | None = None,
     options: Mapping[str, str] | None = None,
+    reconnect: Backoff | None = None,
+    cancelled: Callable[[], bool] | None = None,
 ) -> Source:
-    """Open a video file, an image folder or a stream URL for reading.
+    """Open a video file, an image folder, a stream URL or a camera device for reading.
 
     ``threads`` is FFmpeg's decoder thread count (0: FFmpeg chooses). ``timeout``
     (seconds, or ``(open, read)``) and ``options`` (FFmpeg AVOptions such as
-    ``{"rtsp_transport": "tcp"}``) go to ``av.open``; they are where reconnect and
-    network settings belong. Raises ``InputError`` with one line naming the input
-    (credentials redacted) when it cannot be opened.
+    ``{"rtsp_transport": "tcp"}``) go to ``av.open``. With ``reconnect``, URLs and
+    devices come back after a drop (:class:`~.live.LiveSource`; ``cancelled()`` ends
+    its waiting). Raises ``InputError`` with one line naming the input (credentials
+    redacted) when it cannot be opened.
     """
-    if is_url(spec):
-        return VideoSource(str(spec), threads=threads, timeout=timeout, options=options)
+    if is_url(spec) or is_device(spec):
+        fmt = "v4l2" if is_device(spec) else None
+        if reconnect is not None:
+            from .live import LiveSource
+
+            return LiveSource(str(spec), reconnect, threads=threads, timeout=timeout,
+                              options=options, format=fmt, cancelled=cancelled)
+        return VideoSource(str(spec), threads=threads, timeout=timeout, options=options, format=fmt)
     path = Path(spec)
     if path.is_dir():
         return ImageFolderSource(path)
     if not path.exists():
         raise InputError(f"no such file or folder: {path}")
+    if not path.is_file():
+        raise InputError(f"{path} is not a file or a folder")
     return VideoSource(str(path), threads=threads, timeout=timeout, options=options)
 
 
@@ -237,6 +259,7 @@ __all__ = [
     "ImageFolderSource",
     "Source",
     "VideoSource",
+    "is_device",
     "is_url",
     "open_source",
     "redact",

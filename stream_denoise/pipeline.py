@@ -29,7 +29,7 @@ from .config import RunConfig
 from .data import resolve_input
 from .errors import OutputError, StreamDenoiseError, WorkerError
 from .executors import BatchModel, Executor, ModelFactory
-from .frame import Batch, BatchResult, Frame
+from .frame import Batch, BatchResult, Frame, VideoInfo
 from .io.sinks import VIDEO_SUFFIXES, open_sink
 from .io.live import Backoff
 from .io.sources import Source, is_device, is_url, open_source, redact
@@ -45,6 +45,7 @@ class RunSummary:
     seconds: float
     corrupt_frames: int = 0
     stopped: bool = False  # ended early by a stop request; the output holds what was read
+    resized_frames: int = 0  # frames scaled to the output size after a mid-stream size change
 
     @property
     def fps(self) -> float:
@@ -52,6 +53,7 @@ class RunSummary:
 
     def line(self) -> str:
         extra = f", {self.corrupt_frames} corrupt frames skipped" if self.corrupt_frames else ""
+        extra += f", {self.resized_frames} frames scaled after a size change" if self.resized_frames else ""
         extra += ", stopped early" if self.stopped else ""
         return (f"{self.frames} frames in {self.seconds:.1f} s ({self.fps:.1f} fps){extra}: "
                 f"{redact(self.input)} -> {self.output}")
@@ -260,7 +262,7 @@ def run(
 
         to_model = _Channel(config.pipeline.queue_size, stop)
         to_writer = _Channel(config.pipeline.queue_size, stop)
-        written = 0
+        written = resized = 0
 
         def frames() -> Iterator[Frame]:
             for frame in source:
@@ -274,13 +276,19 @@ def run(
             to_model.close()
 
         def write() -> None:
-            nonlocal written
+            nonlocal written, resized
             expected = 0
             for result in to_writer:
                 if result.batch.seq != expected:
                     raise RuntimeError(f"batch {result.batch.seq} arrived, expected {expected}")
                 expected += 1
-                _write_result(result, sinks[0], att_sink, cmp_sink)
+                scaled = _write_result(result, info, sinks[0], att_sink, cmp_sink)
+                if scaled and not resized:
+                    log.warning("%s: frame size changed mid-stream at frame %d (%dx%d); "
+                                "scaling to %dx%d", redact(str(source_spec)),
+                                result.batch.frames[0].index, result.images.shape[2],
+                                result.images.shape[1], info.width, info.height)
+                resized += scaled
                 written += len(result.batch.frames)
                 bar.update(len(result.batch.frames))
 
@@ -312,14 +320,26 @@ def run(
         _publish(path)
     seconds = time.perf_counter() - started
     return RunSummary(str(source_spec), str(output), written, seconds, source.corrupt_frames,
-                      stopped=drain is not None and drain.is_set())
+                      stopped=drain is not None and drain.is_set(), resized_frames=resized)
 
 
-def _write_result(result: BatchResult, sink, att_sink, cmp_sink) -> None:
+def _fit(image: np.ndarray, info: VideoInfo) -> np.ndarray:
+    """The policy for frames whose size changed mid-stream (live cameras do this): scale
+    them to the output's size, fixed by the first frame, so the file stays one stream."""
+    if image.shape[:2] == (info.height, info.width):
+        return image
+    return cv2.resize(image, (info.width, info.height), interpolation=cv2.INTER_AREA)
+
+
+def _write_result(result: BatchResult, info: VideoInfo, sink, att_sink, cmp_sink) -> int:
+    """Write one batch to every sink; returns how many of its frames had to be scaled."""
+    first = result.batch.frames[0].image
+    scaled = len(result.batch.frames) if first.shape[:2] != (info.height, info.width) else 0
     for i, frame in enumerate(result.batch.frames):
-        clean = frame.with_image(result.images[i])
-        sink.write(clean)
+        clean = _fit(result.images[i], info)
+        sink.write(frame.with_image(clean))
         if att_sink is not None:
-            att_sink.write(frame.with_image(_heatmap(result.attention[i])))
+            att_sink.write(frame.with_image(_fit(_heatmap(result.attention[i]), info)))
         if cmp_sink is not None:
-            cmp_sink.write(frame.with_image(np.hstack([frame.image, result.images[i]])))
+            cmp_sink.write(frame.with_image(np.hstack([_fit(frame.image, info), clean])))
+    return scaled

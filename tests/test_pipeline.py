@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import av
+import cv2
 import numpy as np
 import pytest
 
@@ -149,3 +150,53 @@ def test_batches_split_on_size_change():
     b = [Frame(i + 3, np.zeros((8, 6, 3), np.uint8)) for i in range(3)]
     got = [(bt.seq, [f.index for f in bt.frames]) for bt in batches(a + b, 2)]
     assert got == [(0, [0, 1]), (1, [2]), (2, [3, 4]), (3, [5])]
+
+
+def _ts(path: Path, frames: list[np.ndarray], start: int) -> bytes:
+    with av.open(str(path), "w", format="mpegts") as out:
+        stream = out.add_stream("libx264", rate=25)
+        stream.height, stream.width = frames[0].shape[:2]
+        stream.pix_fmt = "yuv420p"
+        for i, image in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts = start + i
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode())
+    return path.read_bytes()
+
+
+def test_a_size_change_mid_stream_is_scaled_to_the_first_size(short_clip, tmp_path, invert, caplog):
+    """Live cameras change resolution; two MPEG-TS pieces concatenated do the same."""
+    with open_source(short_clip) as src:
+        images = [f.image for f in src]
+    big = [im[:256, :320] for im in images[:10]]
+    small = [np.ascontiguousarray(im[:192, :256]) for im in images[10:20]]
+    joined = tmp_path / "joined.ts"
+    joined.write_bytes(_ts(tmp_path / "a.ts", big, 0) + _ts(tmp_path / "b.ts", small, 10))
+    summary = run(joined, tmp_path / "o.mkv", lossless(), model=invert, progress=False)
+    assert summary.frames == 20 and summary.resized_frames == 10
+    assert "frame size changed mid-stream at frame 10 (256x192); scaling to 320x256" in caplog.text
+    _, out = decode(tmp_path / "o.mkv")
+    assert {im.shape for im in out} == {(256, 320, 3)}
+    scaled = cv2.resize(255 - small[0], (320, 256), interpolation=cv2.INTER_AREA)
+    assert np.abs(out[10].astype(int) - scaled).mean() < 6  # the inverted frame, scaled
+
+
+def test_a_truncated_file_keeps_every_decodable_frame(bikes, tmp_path, passthrough):
+    cut = tmp_path / "cut.mp4"
+    # A fragmented copy, so that cutting its end leaves the start readable (a plain mp4
+    # with its index at the end would be unreadable: nothing to keep).
+    with av.open(str(bikes)) as src, av.open(str(cut), "w", options={
+            "movflags": "frag_keyframe+empty_moov"}) as dst:
+        stream = dst.add_stream_from_template(src.streams.video[0])
+        for packet in src.demux(src.streams.video[0]):
+            if packet.size:
+                packet.stream = stream
+                dst.mux(packet)
+    full_pts, _ = decode(cut)
+    data = cut.read_bytes()
+    cut.write_bytes(data[: len(data) * 6 // 10])
+    summary = run(cut, tmp_path / "o.mp4", load_config(), model=passthrough, progress=False)
+    pts, _ = decode(tmp_path / "o.mp4")
+    assert 100 < summary.frames == len(pts) < 250
+    assert pts == full_pts[: len(pts)]

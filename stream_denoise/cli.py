@@ -44,6 +44,7 @@ RUN_OVERRIDES = {
     "crf": "encode.crf",
     "preset": "encode.preset",
     "pix_fmt": "encode.pix_fmt",
+    "segment": "encode.segment",
 }
 
 
@@ -87,6 +88,9 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--preset", help="encoder speed preset [veryfast]")
     g.add_argument("--pix-fmt", help="output pixel format [yuv420p]")
     g.add_argument("--no-audio", action="store_true", help="do not copy the input's audio")
+    g.add_argument("--segment", type=float, metavar="SECONDS",
+                   help="split the output into files of this length, named with their start "
+                        "time; 0 = one file [0]")
     g = p.add_argument_group("extra outputs")
     g.add_argument("--attention", metavar="PATH", help="also write the attention map as a heat-map video")
     g.add_argument("--compare", metavar="PATH", help="also write a side-by-side input|output video")

@@ -96,6 +96,7 @@ class EncodeConfig(Section):
     preset: str = "veryfast"
     pix_fmt: str = "yuv420p"
     copy_audio: bool = True
+    segment: float = Field(0.0, ge=0.0, le=86400.0, description="seconds per output file; 0 = one file")
 
 
 class RunConfig(Section):

@@ -56,7 +56,7 @@ class RunSummary:
         extra += f", {self.resized_frames} frames scaled after a size change" if self.resized_frames else ""
         extra += ", stopped early" if self.stopped else ""
         return (f"{self.frames} frames in {self.seconds:.1f} s ({self.fps:.1f} fps){extra}: "
-                f"{redact(self.input)} -> {self.output}")
+                f"{redact(self.input)} -> {redact(self.output)}")
 
 
 def batches(frames: Iterable[Frame], size: int) -> Iterator[Batch]:
@@ -236,9 +236,14 @@ def run(
     config = config or RunConfig()
     source_spec = resolve_input(input)
     outputs = [Path(p) for p in (output, attention_path, compare_path) if p is not None]
-    for path in outputs:
+    # Files are staged and published when complete; streams, playlists and segmented
+    # recordings are written in place (their pieces are complete as they close).
+    staged = not (is_url(str(output)) or Path(output).suffix.lower() == ".m3u8"
+                  or config.encode.segment)
+    for path in outputs if staged else []:
         _check_output(path, overwrite)
         _remove(partial_path(path))  # the remains of an earlier crash
+    target = partial_path if staged else (lambda p: p)
     with ExitStack() as stack:
         # The input first: a wrong path should be reported before a model is loaded.
         stop = threading.Event()
@@ -247,15 +252,17 @@ def run(
         info = source.info
         if executor is None:
             executor = stack.enter_context(open_executor(config, model))
-        enc = config.encode.model_dump()
-        sinks = [stack.enter_context(open_sink(partial_path(outputs[0]), info, **enc))]
+        enc = {**config.encode.model_dump(),
+               "segment_clock": is_url(str(source_spec)) or is_device(source_spec)}
+        first = output if is_url(str(output)) else target(outputs[0])
+        sinks = [stack.enter_context(open_sink(first, info, **enc))]
         side = replace(info, audio_from=None)
         att_sink = cmp_sink = None
         if attention_path is not None:
-            att_sink = stack.enter_context(open_sink(partial_path(Path(attention_path)), side, **enc))
+            att_sink = stack.enter_context(open_sink(target(Path(attention_path)), side, **enc))
         if compare_path is not None:
             cmp_sink = stack.enter_context(open_sink(
-                partial_path(Path(compare_path)), replace(side, width=2 * info.width), **enc))
+                target(Path(compare_path)), replace(side, width=2 * info.width), **enc))
         bar = stack.enter_context(tqdm(
             total=info.frames, unit="frame", disable=not progress, dynamic_ncols=True,
             desc=Path(str(redact(str(source_spec)))).name[:30]))
@@ -316,7 +323,7 @@ def run(
                 raise stage.error
         if stop.is_set():
             raise StreamDenoiseError("pipeline stopped before the end of the input")
-    for path in outputs:
+    for path in outputs if staged else []:
         _publish(path)
     seconds = time.perf_counter() - started
     return RunSummary(str(source_spec), str(output), written, seconds, source.corrupt_frames,

@@ -99,3 +99,42 @@ def test_an_unreachable_url_is_one_clear_error(tmp_path, passthrough):
     with pytest.raises(InputError) as e:
         run(url, tmp_path / "o.mkv", config, model=passthrough, progress=False)
     assert "cannot open tcp://***@127.0.0.1" in str(e.value) and "secret" not in str(e.value)
+
+
+def test_segments_are_each_playable_and_hold_every_frame(short_clip, tmp_path, passthrough):
+    config = load_config(overrides={"encode.segment": 0.3})  # 23 frames at 25 fps: ~3 pieces
+    run(short_clip, tmp_path / "cam.mp4", config, model=passthrough, progress=False)
+    pieces = sorted(tmp_path.glob("cam_*.mp4"))
+    assert [p.name for p in pieces][:2] == ["cam_00000.mp4", "cam_00001.mp4"]
+    counts = [len(decode(p)[0]) for p in pieces]  # each decodes on its own
+    assert len(pieces) >= 2 and sum(counts) == 23 and all(counts)
+    assert not (tmp_path / "cam.mp4").exists()
+
+
+def test_hls_playlist(short_clip, tmp_path, passthrough):
+    run(short_clip, tmp_path / "live.m3u8", load_config(overrides={"encode.segment": 0.4}),
+        model=passthrough, progress=False)
+    playlist = (tmp_path / "live.m3u8").read_text()
+    assert "#EXTM3U" in playlist and "live_00000.ts" in playlist
+    assert len(decode(tmp_path / "live.m3u8")[0]) == 23
+
+
+def _receive(port: int, result: str) -> None:
+    """A listening receiver: counts the frames pushed to it, writes the count to ``result``."""
+    with av.open(f"tcp://127.0.0.1:{port}?listen=1&listen_timeout=20000", format="mpegts") as c:
+        n = sum(1 for _ in c.decode(video=0))
+    with open(result, "w") as f:
+        f.write(str(n))
+
+
+def test_push_to_a_stream_server(short_clip, tmp_path, passthrough):
+    port = _free_port()
+    result = tmp_path / "received.txt"
+    receiver = multiprocessing.get_context("spawn").Process(
+        target=_receive, args=(port, str(result)), daemon=True)
+    receiver.start()
+    _wait_listening(port)
+    summary = run(short_clip, f"tcp://127.0.0.1:{port}", load_config(), model=passthrough,
+                  progress=False)
+    receiver.join(timeout=30)
+    assert summary.frames == 23 and result.read_text() == "23"

@@ -16,10 +16,10 @@ import av
 import cv2
 import numpy as np
 
-from stream_denoise.errors import OutputError
 from ..closeable import Closeable
-from stream_denoise.frame import Frame, VideoInfo
-from stream_denoise.io.sources import _reason, redact
+from ..errors import OutputError
+from ..frame import Frame, VideoInfo
+from .sources import _reason, is_url, redact
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +92,39 @@ def _pick_pix_fmt(codec: av.Codec, pix_fmt: str, width: int, height: int) -> str
     return pix_fmt  # let the encoder accept it (mpeg4 pads) or fail with its own reason
 
 
+# Stream outputs: the muxer each URL scheme needs (FFmpeg cannot guess from a URL).
+_URL_FORMATS = {"rtmp": "flv", "rtmps": "flv", "rtsp": "rtsp", "srt": "mpegts", "udp": "mpegts",
+                "tcp": "mpegts"}
+_SEGMENT_FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".ts": "mpegts"}
+
+
+def _muxer(target: str, segment: float, clock: bool) -> tuple[str, str | None, dict[str, str]]:
+    """(what av.open gets, muxer name or None to guess from the suffix, muxer options)."""
+    if is_url(target):
+        scheme = target.split(":", 1)[0].lower()
+        fmt = _URL_FORMATS.get(scheme)
+        if fmt is None:
+            raise OutputError(f"cannot stream to {redact(target)}: use one of "
+                              f"{', '.join(f'{k}://' for k in _URL_FORMATS)}")
+        return target, fmt, {"rtsp_transport": "tcp"} if fmt == "rtsp" else {}
+    path = Path(target)
+    if path.suffix.lower() == ".m3u8":
+        return target, "hls", {"hls_time": str(segment or 4), "hls_list_size": "0",
+                               "hls_segment_filename": str(path.with_name(f"{path.stem}_%05d.ts"))}
+    if segment:
+        fmt = _SEGMENT_FORMATS.get(path.suffix.lower())
+        if fmt is None:
+            raise OutputError(f"--segment writes {', '.join(_SEGMENT_FORMATS)} files, not {path.suffix}")
+        options = {"segment_time": f"{segment:g}", "reset_timestamps": "1", "segment_format": fmt}
+        if fmt in ("mp4", "mov"):  # each piece stays playable even if the process dies
+            options["segment_format_options"] = "movflags=+frag_keyframe+empty_moov+default_base_moof"
+        if clock:
+            options["strftime"] = "1"
+            return str(path.with_name(f"{path.stem}_%Y%m%d-%H%M%S{path.suffix}")), "segment", options
+        return str(path.with_name(f"{path.stem}_%05d{path.suffix}")), "segment", options
+    return target, None, {}
+
+
 class VideoSink(Sink):
     """Encodes frames with their own pts and remuxes the audio of ``info.audio_from``.
 
@@ -105,11 +138,18 @@ class VideoSink(Sink):
     Audio: each audio stream of ``info.audio_from`` is copied packet for packet (no
     re-encode) from a second demuxer, muxed up to the time of each video frame so the
     file is interleaved; what is left is written at ``close()``.
+
+    ``path`` may also be a stream URL (``rtmp://``, ``rtsp://``, ``srt://``, ``udp://``)
+    or an HLS playlist (``.m3u8``). ``segment`` seconds > 0 splits a file output into
+    pieces, each closed and playable on its own, cut at the first keyframe after each
+    ``segment`` seconds (the GOP is shortened to fit): with ``segment_clock`` named with
+    their wall-clock start (``cam_20261125-193000.mp4``, for live inputs), else
+    numbered (``clip_00000.mp4``).
     """
 
     def __init__(
         self,
-        path: Path,
+        path: Path | str,
         info: VideoInfo,
         *,
         codec: str = "libx264",
@@ -117,8 +157,11 @@ class VideoSink(Sink):
         preset: str = "medium",
         pix_fmt: str = "yuv420p",
         copy_audio: bool = True,
+        segment: float = 0,
+        segment_clock: bool = False,
     ) -> None:
-        self.path, self.info = path, info
+        self.path = redact(str(path))
+        self.info = info
         self._closed = False
         self._last_pts: int | None = None
         self._warned_pts = False
@@ -135,24 +178,30 @@ class VideoSink(Sink):
             raise OutputError(
                 f"unknown video encoder {codec!r} (not in this FFmpeg build)"
             ) from None
+        target, fmt, options = _muxer(str(path), segment, segment_clock)
+        touch = Path(path) if fmt is None else None
         try:
             # FFmpeg opens the file only at the first packet; touching it now makes a
             # missing folder or a read-only path fail here, before any decoding.
-            path.open("wb").close()
-            self._out = av.open(str(path), "w")
+            if touch is not None:
+                touch.open("wb").close()
+            elif not is_url(target) and not Path(target).parent.is_dir():
+                raise OSError(f"no folder {Path(target).parent}")
+            self._out = av.open(target, "w", format=fmt, options=options)
         except (av.FFmpegError, OSError, ValueError) as e:
-            raise OutputError(f"cannot write {path}: {_reason(e)}") from None
+            raise OutputError(f"cannot write {self.path}: {_reason(e)}") from None
         try:
-            self._stream = self._add_video(encoder, crf, preset, pix_fmt)
+            self._stream = self._add_video(encoder, crf, preset, pix_fmt, segment)
             if copy_audio and info.audio_from:
                 self._add_audio(info.audio_from)
         except BaseException:
             self._abandon()
-            path.unlink(missing_ok=True)  # no half-made file left behind
+            if touch is not None:
+                touch.unlink(missing_ok=True)  # no half-made file left behind
             raise
 
     def _add_video(
-        self, encoder: av.Codec, crf: int, preset: str, pix_fmt: str
+        self, encoder: av.Codec, crf: int, preset: str, pix_fmt: str, segment: float
     ) -> av.VideoStream:
         info = self.info
         try:
@@ -168,6 +217,8 @@ class VideoSink(Sink):
         known = {o.name for o in stream.codec_context.supported_options.private}
         wanted = {"crf": str(crf), "preset": preset}
         stream.codec_context.options = {k: v for k, v in wanted.items() if k in known}
+        if segment:  # x264's default GOP (250) would make pieces of 10 s at least
+            stream.codec_context.gop_size = max(1, min(250, round(segment * self._rate)))
         try:
             # Open now so a bad preset or size fails here, not at the first frame.
             stream.codec_context.open()
@@ -191,7 +242,7 @@ class VideoSink(Sink):
                 log.warning(
                     "not copying audio stream %d (%s) of %s: %s cannot hold it (%s)",
                     stream.index, stream.codec_context.name, redact(source),
-                    self.path.suffix or self._out.format.name, _reason(e),
+                    Path(self.path).suffix or self._out.format.name, _reason(e),
                 )
         if self._audio_out:
             inputs = [s for s in self._audio_in.streams.audio if s.index in self._audio_out]
@@ -283,21 +334,27 @@ def open_sink(
     preset: str = "medium",
     pix_fmt: str = "yuv420p",
     copy_audio: bool = True,
+    segment: float = 0,
+    segment_clock: bool = False,
 ) -> Sink:
     """Open ``path`` for writing frames shaped like ``info``.
 
-    A video suffix (``.mp4``, ``.mkv``, ...) gives a ``VideoSink``; an existing folder,
+    A video suffix (``.mp4``, ``.mkv``, ...), an ``.m3u8`` playlist or a stream URL gives
+    a ``VideoSink`` (``segment``: seconds per file, 0 for one file); an existing folder,
     a path ending in a separator or a path with no suffix gives an ``ImageFolderSink``.
     Existing files are overwritten: the overwrite policy belongs to the caller. Raises
     ``OutputError`` (one line) for an unknown suffix, encoder or unwritable path.
     """
     text = os.fspath(path)
+    video = {"codec": codec, "crf": crf, "preset": preset, "pix_fmt": pix_fmt,
+             "copy_audio": copy_audio, "segment": segment, "segment_clock": segment_clock}
+    if is_url(text):
+        return VideoSink(text, info, **video)
     target = Path(text)
     if target.is_dir() or text.endswith(("/", os.sep)) or not target.suffix:
         return ImageFolderSink(target, info)
-    if target.suffix.lower() in VIDEO_SUFFIXES:
-        return VideoSink(target, info, codec=codec, crf=crf, preset=preset,
-                         pix_fmt=pix_fmt, copy_audio=copy_audio)
+    if target.suffix.lower() in VIDEO_SUFFIXES or target.suffix.lower() == ".m3u8":
+        return VideoSink(target, info, **video)
     raise OutputError(
         f"cannot tell how to write {target}: use a video suffix "
         f"({', '.join(sorted(VIDEO_SUFFIXES))}) or a folder"

@@ -31,6 +31,8 @@ RUN_OVERRIDES = {
     "queue_size": "pipeline.queue_size",
     "decode_threads": "pipeline.decode_threads",
     "jobs": "pipeline.jobs",
+    "drop_policy": "pipeline.drop_policy",
+    "batch_timeout": "pipeline.batch_timeout",
     "executor": "executor.kind",
     "workers": "executor.workers",
     "cpus_per_worker": "executor.cpus_per_worker",
@@ -73,6 +75,10 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--batch-size", type=int, help="frames per model call [4]")
     g.add_argument("--queue-size", type=int, help="batches buffered between stages [4]")
     g.add_argument("--decode-threads", type=int, help="decoder threads, 0 = FFmpeg's choice [0]")
+    g.add_argument("--drop-policy", choices=["oldest", "newest", "none"],
+                   help="live inputs: the frame dropped when the model falls behind [oldest]")
+    g.add_argument("--batch-timeout", type=float, metavar="SECONDS",
+                   help="live inputs: a batch leaves after this long even if not full [0.1]")
     g.add_argument("--jobs", type=int,
                    help="files of a folder processed at once; 0 = one per Ray worker, 2 locally [0]")
     g = p.add_argument_group("executor")

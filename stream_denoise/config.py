@@ -59,6 +59,10 @@ class PipelineConfig(Section):
     batch_size: int = Field(4, ge=1, le=256)
     queue_size: int = Field(4, ge=1, le=64, description="batches buffered between stages")
     decode_threads: int = Field(0, ge=0, le=64, description="0 lets FFmpeg choose")
+    drop_policy: Literal["oldest", "newest", "none"] = Field(
+        "oldest", description="live inputs: which frame goes when the model falls behind")
+    batch_timeout: float = Field(0.1, gt=0.0, le=10.0,
+                                 description="live inputs: seconds a batch waits to fill")
     jobs: int = Field(0, ge=0, le=256, description="files processed at once from a folder; "
                                                    "0 = one per Ray worker, or 2 with the local executor")
 

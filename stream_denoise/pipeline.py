@@ -32,6 +32,7 @@ from .executors import BatchModel, Executor, ModelFactory
 from .frame import Batch, BatchResult, Frame, VideoInfo
 from .io.sinks import VIDEO_SUFFIXES, open_sink
 from .io.live import Backoff
+from .livefeed import LiveFeed
 from .io.sources import Source, is_device, is_url, open_source, redact
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,7 @@ class RunSummary:
     corrupt_frames: int = 0
     stopped: bool = False  # ended early by a stop request; the output holds what was read
     resized_frames: int = 0  # frames scaled to the output size after a mid-stream size change
+    dropped_frames: int = 0  # live frames dropped by the drop policy (the model fell behind)
 
     @property
     def fps(self) -> float:
@@ -54,6 +56,7 @@ class RunSummary:
     def line(self) -> str:
         extra = f", {self.corrupt_frames} corrupt frames skipped" if self.corrupt_frames else ""
         extra += f", {self.resized_frames} frames scaled after a size change" if self.resized_frames else ""
+        extra += f", {self.dropped_frames} live frames dropped" if self.dropped_frames else ""
         extra += ", stopped early" if self.stopped else ""
         return (f"{self.frames} frames in {self.seconds:.1f} s ({self.fps:.1f} fps){extra}: "
                 f"{redact(self.input)} -> {redact(self.output)}")
@@ -277,8 +280,16 @@ def run(
                     return
                 yield frame
 
+        live = is_url(str(source_spec)) or is_device(source_spec)
+        feed = LiveFeed(config.pipeline.batch_size * config.pipeline.queue_size,
+                        config.pipeline.drop_policy, stop.is_set) if live else None
+
         def read() -> None:
-            for batch in batches(frames(), config.pipeline.batch_size):
+            if feed is None:
+                groups = batches(frames(), config.pipeline.batch_size)
+            else:
+                groups = feed.batches(config.pipeline.batch_size, config.pipeline.batch_timeout)
+            for batch in groups:
                 to_model.put(batch)
             to_model.close()
 
@@ -300,6 +311,8 @@ def run(
                 bar.update(len(result.batch.frames))
 
         stages = [_Stage("sd-reader", read, stop), _Stage("sd-writer", write, stop)]
+        if feed is not None:
+            stages.append(_Stage("sd-decoder", lambda: feed.fill(frames()), stop))
         started = time.perf_counter()
         for stage in stages:
             stage.start()
@@ -327,7 +340,8 @@ def run(
         _publish(path)
     seconds = time.perf_counter() - started
     return RunSummary(str(source_spec), str(output), written, seconds, source.corrupt_frames,
-                      stopped=drain is not None and drain.is_set(), resized_frames=resized)
+                      stopped=drain is not None and drain.is_set(), resized_frames=resized,
+                      dropped_frames=feed.dropped if feed is not None else 0)
 
 
 def _fit(image: np.ndarray, info: VideoInfo) -> np.ndarray:

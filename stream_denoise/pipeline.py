@@ -247,95 +247,102 @@ def run(
         _check_output(path, overwrite)
         _remove(partial_path(path))  # the remains of an earlier crash
     target = partial_path if staged else (lambda p: p)
-    with ExitStack() as stack:
-        # The input first: a wrong path should be reported before a model is loaded.
-        stop = threading.Event()
-        source = stack.enter_context(_open_input(
-            source_spec, config, lambda: stop.is_set() or (drain is not None and drain.is_set())))
-        info = source.info
-        if executor is None:
-            executor = stack.enter_context(open_executor(config, model))
-        enc = {**config.encode.model_dump(),
-               "segment_clock": is_url(str(source_spec)) or is_device(source_spec)}
-        first = output if is_url(str(output)) else target(outputs[0])
-        sinks = [stack.enter_context(open_sink(first, info, **enc))]
-        side = replace(info, audio_from=None)
-        att_sink = cmp_sink = None
-        if attention_path is not None:
-            att_sink = stack.enter_context(open_sink(target(Path(attention_path)), side, **enc))
-        if compare_path is not None:
-            cmp_sink = stack.enter_context(open_sink(
-                target(Path(compare_path)), replace(side, width=2 * info.width), **enc))
-        bar = stack.enter_context(tqdm(
-            total=info.frames, unit="frame", disable=not progress, dynamic_ncols=True,
-            desc=Path(str(redact(str(source_spec)))).name[:30]))
+    written = 0
+    try:
+        with ExitStack() as stack:
+            # The input first: a wrong path should be reported before a model is loaded.
+            stop = threading.Event()
+            source = stack.enter_context(_open_input(
+                source_spec, config, lambda: stop.is_set() or (drain is not None and drain.is_set())))
+            info = source.info
+            if executor is None:
+                executor = stack.enter_context(open_executor(config, model))
+            enc = {**config.encode.model_dump(),
+                   "segment_clock": is_url(str(source_spec)) or is_device(source_spec)}
+            first = output if is_url(str(output)) else target(outputs[0])
+            sinks = [stack.enter_context(open_sink(first, info, **enc))]
+            side = replace(info, audio_from=None)
+            att_sink = cmp_sink = None
+            if attention_path is not None:
+                att_sink = stack.enter_context(open_sink(target(Path(attention_path)), side, **enc))
+            if compare_path is not None:
+                cmp_sink = stack.enter_context(open_sink(
+                    target(Path(compare_path)), replace(side, width=2 * info.width), **enc))
+            bar = stack.enter_context(tqdm(
+                total=info.frames, unit="frame", disable=not progress, dynamic_ncols=True,
+                desc=Path(str(redact(str(source_spec)))).name[:30]))
 
-        to_model = _Channel(config.pipeline.queue_size, stop)
-        to_writer = _Channel(config.pipeline.queue_size, stop)
-        written = resized = 0
+            to_model = _Channel(config.pipeline.queue_size, stop)
+            to_writer = _Channel(config.pipeline.queue_size, stop)
+            resized = 0
 
-        def frames() -> Iterator[Frame]:
-            for frame in source:
-                if drain is not None and drain.is_set():
-                    return
-                yield frame
+            def frames() -> Iterator[Frame]:
+                for frame in source:
+                    if drain is not None and drain.is_set():
+                        return
+                    yield frame
 
-        live = is_url(str(source_spec)) or is_device(source_spec)
-        feed = LiveFeed(config.pipeline.batch_size * config.pipeline.queue_size,
-                        config.pipeline.drop_policy, stop.is_set) if live else None
+            live = is_url(str(source_spec)) or is_device(source_spec)
+            feed = LiveFeed(config.pipeline.batch_size * config.pipeline.queue_size,
+                            config.pipeline.drop_policy, stop.is_set) if live else None
 
-        def read() -> None:
-            if feed is None:
-                groups = batches(frames(), config.pipeline.batch_size)
-            else:
-                groups = feed.batches(config.pipeline.batch_size, config.pipeline.batch_timeout)
-            for batch in groups:
-                to_model.put(batch)
-            to_model.close()
+            def read() -> None:
+                if feed is None:
+                    groups = batches(frames(), config.pipeline.batch_size)
+                else:
+                    groups = feed.batches(config.pipeline.batch_size, config.pipeline.batch_timeout)
+                for batch in groups:
+                    to_model.put(batch)
+                to_model.close()
 
-        def write() -> None:
-            nonlocal written, resized
-            expected = 0
-            for result in to_writer:
-                if result.batch.seq != expected:
-                    raise RuntimeError(f"batch {result.batch.seq} arrived, expected {expected}")
-                expected += 1
-                scaled = _write_result(result, info, sinks[0], att_sink, cmp_sink)
-                if scaled and not resized:
-                    log.warning("%s: frame size changed mid-stream at frame %d (%dx%d); "
-                                "scaling to %dx%d", redact(str(source_spec)),
-                                result.batch.frames[0].index, result.images.shape[2],
-                                result.images.shape[1], info.width, info.height)
-                resized += scaled
-                written += len(result.batch.frames)
-                bar.update(len(result.batch.frames))
+            def write() -> None:
+                nonlocal written, resized
+                expected = 0
+                for result in to_writer:
+                    if result.batch.seq != expected:
+                        raise RuntimeError(f"batch {result.batch.seq} arrived, expected {expected}")
+                    expected += 1
+                    scaled = _write_result(result, info, sinks[0], att_sink, cmp_sink)
+                    if scaled and not resized:
+                        log.warning("%s: frame size changed mid-stream at frame %d (%dx%d); "
+                                    "scaling to %dx%d", redact(str(source_spec)),
+                                    result.batch.frames[0].index, result.images.shape[2],
+                                    result.images.shape[1], info.width, info.height)
+                    resized += scaled
+                    written += len(result.batch.frames)
+                    bar.update(len(result.batch.frames))
 
-        stages = [_Stage("sd-reader", read, stop), _Stage("sd-writer", write, stop)]
-        if feed is not None:
-            stages.append(_Stage("sd-decoder", lambda: feed.fill(frames()), stop))
-        started = time.perf_counter()
-        for stage in stages:
-            stage.start()
-        try:
-            for result in executor.map(to_model, attention=att_sink is not None):
-                to_writer.put(result)
-            to_writer.close()
-        except _Stop:
-            pass
-        except WorkerError as e:
-            stop.set()
-            raise WorkerError(f"{redact(str(source_spec))}: {e}") from None
-        except BaseException:
-            stop.set()
-            raise
-        finally:
+            stages = [_Stage("sd-reader", read, stop), _Stage("sd-writer", write, stop)]
+            if feed is not None:
+                stages.append(_Stage("sd-decoder", lambda: feed.fill(frames()), stop))
+            started = time.perf_counter()
             for stage in stages:
-                stage.join()
-        for stage in stages:
-            if stage.error is not None:
-                raise stage.error
-        if stop.is_set():
-            raise StreamDenoiseError("pipeline stopped before the end of the input")
+                stage.start()
+            try:
+                for result in executor.map(to_model, attention=att_sink is not None):
+                    to_writer.put(result)
+                to_writer.close()
+            except _Stop:
+                pass
+            except WorkerError as e:
+                stop.set()
+                raise WorkerError(f"{redact(str(source_spec))}: {e}") from None
+            except BaseException:
+                stop.set()
+                raise
+            finally:
+                for stage in stages:
+                    stage.join()
+            for stage in stages:
+                if stage.error is not None:
+                    raise stage.error
+            if stop.is_set():
+                raise StreamDenoiseError("pipeline stopped before the end of the input")
+    except BaseException:
+        if staged and written == 0:  # nothing worth keeping: leave no .partial behind
+            for path in outputs:
+                _remove(partial_path(path))
+        raise
     for path in outputs if staged else []:
         _publish(path)
     seconds = time.perf_counter() - started

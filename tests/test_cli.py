@@ -46,7 +46,13 @@ def test_run_bikes_with_a_checkpoint(bikes, tmp_path, random_checkpoint, capsys)
 
 
 @pytest.mark.parametrize("argv,code,needle", [
-    (["run", "missing.mp4", "-o", "x.mp4"], 1, "missing.mp4"),
+    (["run", "missing.mp4", "-o", "x.mp4"], 1, "no such file or folder: missing.mp4"),
+    (["run", "TEXT", "-o", "x.mp4"], 1, "cannot open notes.mp4 as video"),
+    (["run", "EMPTYDIR", "-o", "x.mp4"], 1, "no images"),
+    (["run", "tcp://admin:hunter2@127.0.0.1:9/cam", "-o", "x.mp4"], 1,
+     "cannot open tcp://***@127.0.0.1:9/cam as video"),
+    (["run", "/dev/video99", "-o", "x.mp4"], 1, "cannot open /dev/video99 as video"),
+    (["run", "IN"], 2, "-o OUTPUT is required"),
     (["run", "IN", "-o", "x.mp4", "--batch-size", "0"], 2, "pipeline.batch_size"),
     (["run", "IN", "-o", "x.mp4", "--pre-ksize", "4"], 2, "filters.pre.ksize"),
     (["run", "IN", "-o", "x.mp4", "--model", "nope.safetensors"], 1, "nope.safetensors"),
@@ -56,13 +62,16 @@ def test_run_bikes_with_a_checkpoint(bikes, tmp_path, random_checkpoint, capsys)
 def test_errors_are_one_line_with_the_right_exit_code(argv, code, needle, bikes, tmp_path,
                                                       random_checkpoint, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    argv = [str(bikes) if a == "IN" else a for a in argv]
+    (tmp_path / "notes.mp4").write_text("shopping list\n" * 100)
+    (tmp_path / "empty").mkdir()
+    argv = [{"IN": str(bikes), "TEXT": "notes.mp4", "EMPTYDIR": "empty"}.get(a, a) for a in argv]
     if "--model" not in argv:
         argv += ["--model", str(random_checkpoint)]
     assert main(argv) == code
     err = capsys.readouterr().err.strip()
-    assert needle in err and "Traceback" not in err
+    assert needle in err and "Traceback" not in err and "hunter2" not in err
     assert len(err.splitlines()) == 1, err
+    assert not list(tmp_path.glob("x*.mp4"))  # no output, not even a partial one
 
 
 def test_bad_config_file_names_the_key(tmp_path, bikes, capsys):

@@ -132,14 +132,26 @@ def test_existing_output_is_not_overwritten(short_clip, tmp_path, passthrough):
 
 
 def test_a_failing_model_stops_the_run_with_its_error(short_clip, tmp_path):
-    class Broken:
+    class Broken(PassThrough):
+        """Works for ``good`` batches, then fails."""
+
+        def __init__(self, good: int) -> None:
+            self.good = good
+
         def process(self, frames, *, attention=False):
-            raise RuntimeError("model exploded")
+            if self.good == 0:
+                raise RuntimeError("model exploded")
+            self.good -= 1
+            return super().process(frames, attention=attention)
 
     out = tmp_path / "o.mkv"
     with pytest.raises(RuntimeError, match="model exploded"):
-        run(short_clip, out, lossless(), model=Broken(), progress=False)
-    # Nothing under the final name: only a finished run publishes its output.
+        run(short_clip, out, lossless(), model=Broken(0), progress=False)
+    assert not list(tmp_path.iterdir())  # nothing written, nothing left behind
+    with pytest.raises(RuntimeError, match="model exploded"):
+        run(short_clip, out, lossless(), model=Broken(2), progress=False)
+    # Nothing under the final name: only a finished run publishes its output; what was
+    # written stays under the .partial name.
     assert not out.exists() and (tmp_path / "o.partial.mkv").exists()
     run(short_clip, out, lossless(), model=PassThrough(), progress=False)
     assert len(decode(out)[0]) == 23 and not (tmp_path / "o.partial.mkv").exists()

@@ -212,6 +212,64 @@ def _same(model: BatchModel) -> BatchModel:
     return model
 
 
+class _Outputs:
+    """The run's sinks: the cleaned video, and optionally the attention heat-map and the
+    side-by-side. Files are staged under ``.partial`` names and published only when the
+    run completes; streams, playlists and segmented recordings are written in place
+    (their pieces are complete as they close)."""
+
+    def __init__(self, output: str | Path, attention: str | Path | None,
+                 compare: str | Path | None, overwrite: bool, segment: float) -> None:
+        self.output = output
+        self.paths = [Path(p) for p in (output, attention, compare) if p is not None]
+        self.has_attention, self.has_compare = attention is not None, compare is not None
+        self.staged = not (is_url(str(output)) or Path(output).suffix.lower() == ".m3u8" or segment)
+        for path in self.paths if self.staged else []:
+            _check_output(path, overwrite)
+            _remove(partial_path(path))  # the remains of an earlier crash
+        self.resized = 0
+
+    def open(self, stack: ExitStack, info: VideoInfo, encode: dict[str, Any]) -> None:
+        def target(path: Path) -> str | Path:
+            return partial_path(path) if self.staged else path
+
+        self.info = info
+        main = self.output if is_url(str(self.output)) else target(self.paths[0])
+        self.sink = stack.enter_context(open_sink(main, info, **encode))
+        side = replace(info, audio_from=None)
+        extra = iter(self.paths[1:])
+        self.att_sink = self.cmp_sink = None
+        if self.has_attention:
+            self.att_sink = stack.enter_context(open_sink(target(next(extra)), side, **encode))
+        if self.has_compare:
+            self.cmp_sink = stack.enter_context(open_sink(
+                target(next(extra)), replace(side, width=2 * info.width), **encode))
+
+    def write(self, result: BatchResult, name: str) -> None:
+        info = self.info
+        if result.images.shape[1:3] != (info.height, info.width) and not self.resized:
+            log.warning("%s: frame size changed mid-stream at frame %d (%dx%d); scaling to %dx%d",
+                        name, result.batch.frames[0].index, result.images.shape[2],
+                        result.images.shape[1], info.width, info.height)
+        for i, frame in enumerate(result.batch.frames):
+            if frame.image.shape[:2] != (info.height, info.width):
+                self.resized += 1
+            clean = _fit(result.images[i], info)
+            self.sink.write(frame.with_image(clean))
+            if self.att_sink is not None:
+                self.att_sink.write(frame.with_image(_fit(_heatmap(result.attention[i]), info)))
+            if self.cmp_sink is not None:
+                self.cmp_sink.write(frame.with_image(np.hstack([_fit(frame.image, info), clean])))
+
+    def publish(self) -> None:
+        for path in self.paths if self.staged else []:
+            _publish(path)
+
+    def discard(self) -> None:
+        for path in self.paths if self.staged else []:
+            _remove(partial_path(path))
+
+
 def run(
     input: str | Path,
     output: str | Path,
@@ -237,44 +295,29 @@ def run(
     ``compare_path`` a side-by-side input|output video.
     """
     config = config or RunConfig()
-    source_spec = resolve_input(input)
-    outputs = [Path(p) for p in (output, attention_path, compare_path) if p is not None]
-    # Files are staged and published when complete; streams, playlists and segmented
-    # recordings are written in place (their pieces are complete as they close).
-    staged = not (is_url(str(output)) or Path(output).suffix.lower() == ".m3u8"
-                  or config.encode.segment)
-    for path in outputs if staged else []:
-        _check_output(path, overwrite)
-        _remove(partial_path(path))  # the remains of an earlier crash
-    target = partial_path if staged else (lambda p: p)
+    spec = resolve_input(input)
+    name = redact(str(spec))
+    live = is_url(str(spec)) or is_device(spec)
+    outputs = _Outputs(output, attention_path, compare_path, overwrite, config.encode.segment)
+    stop = threading.Event()  # set when any stage fails: every other stage gives up
     written = 0
     try:
         with ExitStack() as stack:
             # The input first: a wrong path should be reported before a model is loaded.
-            stop = threading.Event()
             source = stack.enter_context(_open_input(
-                source_spec, config, lambda: stop.is_set() or (drain is not None and drain.is_set())))
-            info = source.info
+                spec, config, lambda: stop.is_set() or (drain is not None and drain.is_set())))
             if executor is None:
                 executor = stack.enter_context(open_executor(config, model))
-            enc = {**config.encode.model_dump(),
-                   "segment_clock": is_url(str(source_spec)) or is_device(source_spec)}
-            first = output if is_url(str(output)) else target(outputs[0])
-            sinks = [stack.enter_context(open_sink(first, info, **enc))]
-            side = replace(info, audio_from=None)
-            att_sink = cmp_sink = None
-            if attention_path is not None:
-                att_sink = stack.enter_context(open_sink(target(Path(attention_path)), side, **enc))
-            if compare_path is not None:
-                cmp_sink = stack.enter_context(open_sink(
-                    target(Path(compare_path)), replace(side, width=2 * info.width), **enc))
+            outputs.open(stack, source.info,
+                         {**config.encode.model_dump(), "segment_clock": live})
             bar = stack.enter_context(tqdm(
-                total=info.frames, unit="frame", disable=not progress, dynamic_ncols=True,
-                desc=Path(str(redact(str(source_spec)))).name[:30]))
-
+                total=source.info.frames, unit="frame", disable=not progress,
+                dynamic_ncols=True, desc=Path(name).name[:30]))
             to_model = _Channel(config.pipeline.queue_size, stop)
             to_writer = _Channel(config.pipeline.queue_size, stop)
-            resized = 0
+            size = config.pipeline.batch_size
+            feed = LiveFeed(size * config.pipeline.queue_size, config.pipeline.drop_policy,
+                            stop.is_set) if live else None
 
             def frames() -> Iterator[Frame]:
                 for frame in source:
@@ -282,33 +325,19 @@ def run(
                         return
                     yield frame
 
-            live = is_url(str(source_spec)) or is_device(source_spec)
-            feed = LiveFeed(config.pipeline.batch_size * config.pipeline.queue_size,
-                            config.pipeline.drop_policy, stop.is_set) if live else None
-
             def read() -> None:
-                if feed is None:
-                    groups = batches(frames(), config.pipeline.batch_size)
-                else:
-                    groups = feed.batches(config.pipeline.batch_size, config.pipeline.batch_timeout)
+                groups = (batches(frames(), size) if feed is None
+                          else feed.batches(size, config.pipeline.batch_timeout))
                 for batch in groups:
                     to_model.put(batch)
                 to_model.close()
 
             def write() -> None:
-                nonlocal written, resized
-                expected = 0
-                for result in to_writer:
+                nonlocal written
+                for expected, result in enumerate(to_writer):
                     if result.batch.seq != expected:
                         raise RuntimeError(f"batch {result.batch.seq} arrived, expected {expected}")
-                    expected += 1
-                    scaled = _write_result(result, info, sinks[0], att_sink, cmp_sink)
-                    if scaled and not resized:
-                        log.warning("%s: frame size changed mid-stream at frame %d (%dx%d); "
-                                    "scaling to %dx%d", redact(str(source_spec)),
-                                    result.batch.frames[0].index, result.images.shape[2],
-                                    result.images.shape[1], info.width, info.height)
-                    resized += scaled
+                    outputs.write(result, name)
                     written += len(result.batch.frames)
                     bar.update(len(result.batch.frames))
 
@@ -316,39 +345,45 @@ def run(
             if feed is not None:
                 stages.append(_Stage("sd-decoder", lambda: feed.fill(frames()), stop))
             started = time.perf_counter()
-            for stage in stages:
-                stage.start()
-            try:
-                for result in executor.map(to_model, attention=att_sink is not None):
-                    to_writer.put(result)
-                to_writer.close()
-            except _Stop:
-                pass
-            except WorkerError as e:
-                stop.set()
-                raise WorkerError(f"{redact(str(source_spec))}: {e}") from None
-            except BaseException:
-                stop.set()
-                raise
-            finally:
-                for stage in stages:
-                    stage.join()
-            for stage in stages:
-                if stage.error is not None:
-                    raise stage.error
-            if stop.is_set():
-                raise StreamDenoiseError("pipeline stopped before the end of the input")
+            _run_stages(stages, stop, lambda: executor.map(to_model, attention=outputs.has_attention),
+                        to_writer, name)
     except BaseException:
-        if staged and written == 0:  # nothing worth keeping: leave no .partial behind
-            for path in outputs:
-                _remove(partial_path(path))
+        if written == 0:  # nothing worth keeping: leave no .partial behind
+            outputs.discard()
         raise
-    for path in outputs if staged else []:
-        _publish(path)
-    seconds = time.perf_counter() - started
-    return RunSummary(str(source_spec), str(output), written, seconds, source.corrupt_frames,
-                      stopped=drain is not None and drain.is_set(), resized_frames=resized,
-                      dropped_frames=feed.dropped if feed is not None else 0)
+    outputs.publish()
+    return RunSummary(
+        str(spec), str(output), written, time.perf_counter() - started, source.corrupt_frames,
+        stopped=drain is not None and drain.is_set(), resized_frames=outputs.resized,
+        dropped_frames=feed.dropped if feed is not None else 0)
+
+
+def _run_stages(stages: list[_Stage], stop: threading.Event, results, to_writer: _Channel,
+                name: str) -> None:
+    """Start the reader/writer stages, feed the executor's results to the writer from this
+    thread, then join everything and re-raise the first failure."""
+    for stage in stages:
+        stage.start()
+    try:
+        for result in results():
+            to_writer.put(result)
+        to_writer.close()
+    except _Stop:
+        pass
+    except WorkerError as e:
+        stop.set()
+        raise WorkerError(f"{name}: {e}") from None
+    except BaseException:
+        stop.set()
+        raise
+    finally:
+        for stage in stages:
+            stage.join()
+    for stage in stages:
+        if stage.error is not None:
+            raise stage.error
+    if stop.is_set():
+        raise StreamDenoiseError("pipeline stopped before the end of the input")
 
 
 def _fit(image: np.ndarray, info: VideoInfo) -> np.ndarray:
@@ -357,17 +392,3 @@ def _fit(image: np.ndarray, info: VideoInfo) -> np.ndarray:
     if image.shape[:2] == (info.height, info.width):
         return image
     return cv2.resize(image, (info.width, info.height), interpolation=cv2.INTER_AREA)
-
-
-def _write_result(result: BatchResult, info: VideoInfo, sink, att_sink, cmp_sink) -> int:
-    """Write one batch to every sink; returns how many of its frames had to be scaled."""
-    first = result.batch.frames[0].image
-    scaled = len(result.batch.frames) if first.shape[:2] != (info.height, info.width) else 0
-    for i, frame in enumerate(result.batch.frames):
-        clean = _fit(result.images[i], info)
-        sink.write(frame.with_image(clean))
-        if att_sink is not None:
-            att_sink.write(frame.with_image(_fit(_heatmap(result.attention[i]), info)))
-        if cmp_sink is not None:
-            cmp_sink.write(frame.with_image(np.hstack([_fit(frame.image, info), clean])))
-    return scaled

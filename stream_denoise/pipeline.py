@@ -313,8 +313,9 @@ def run(
             bar = stack.enter_context(tqdm(
                 total=source.info.frames, unit="frame", disable=not progress,
                 dynamic_ncols=True, desc=Path(name).name[:30]))
-            to_model = _Channel(config.pipeline.queue_size, stop)
-            to_writer = _Channel(config.pipeline.queue_size, stop)
+            # Live: one batch between stages; the feed's drop policy absorbs the rest.
+            depth = 1 if live else config.pipeline.queue_size
+            to_model, to_writer = _Channel(depth, stop), _Channel(depth, stop)
             size = config.pipeline.batch_size
             feed = LiveFeed(size * config.pipeline.queue_size, config.pipeline.drop_policy,
                             stop.is_set) if live else None

@@ -106,7 +106,10 @@ def _muxer(target: str, segment: float, clock: bool) -> tuple[str, str | None, d
         if fmt is None:
             raise OutputError(f"cannot stream to {redact(target)}: use one of "
                               f"{', '.join(f'{k}://' for k in _URL_FORMATS)}")
-        return target, fmt, {"rtsp_transport": "tcp"} if fmt == "rtsp" else {}
+        options = {"flush_packets": "1"}  # a viewer waits for every buffered packet
+        if fmt == "rtsp":
+            options["rtsp_transport"] = "tcp"
+        return target, fmt, options
     path = Path(target)
     if path.suffix.lower() == ".m3u8":
         return target, "hls", {"hls_time": str(segment or 4), "hls_list_size": "0",
@@ -191,7 +194,8 @@ class VideoSink(Sink):
         except (av.FFmpegError, OSError, ValueError) as e:
             raise OutputError(f"cannot write {self.path}: {_reason(e)}") from None
         try:
-            self._stream = self._add_video(encoder, crf, preset, pix_fmt, segment)
+            self._stream = self._add_video(encoder, crf, preset, pix_fmt, segment,
+                                           low_latency=is_url(target))
             if copy_audio and info.audio_from:
                 self._add_audio(info.audio_from)
         except BaseException:
@@ -201,7 +205,8 @@ class VideoSink(Sink):
             raise
 
     def _add_video(
-        self, encoder: av.Codec, crf: int, preset: str, pix_fmt: str, segment: float
+        self, encoder: av.Codec, crf: int, preset: str, pix_fmt: str, segment: float,
+        low_latency: bool = False,
     ) -> av.VideoStream:
         info = self.info
         try:
@@ -216,6 +221,8 @@ class VideoSink(Sink):
         stream.time_base = stream.codec_context.time_base = self._time_base
         known = {o.name for o in stream.codec_context.supported_options.private}
         wanted = {"crf": str(crf), "preset": preset}
+        if low_latency:  # a pushed stream: no lookahead or B-frames holding frames back
+            wanted["tune"] = "zerolatency"
         stream.codec_context.options = {k: v for k, v in wanted.items() if k in known}
         if segment:  # x264's default GOP (250) would make pieces of 10 s at least
             stream.codec_context.gop_size = max(1, min(250, round(segment * self._rate)))

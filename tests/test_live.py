@@ -76,7 +76,8 @@ def test_pipeline_reconnects_and_the_output_keeps_growing(images, tmp_path, pass
     _wait_listening(port)
     config = load_config(overrides={
         "source.backoff_initial": 0.2, "source.backoff_max": 0.4, "source.reconnect_attempts": 8,
-        "source.open_timeout": 5, "source.read_timeout": 5, "encode.crf": 0})
+        "source.open_timeout": 5, "source.read_timeout": 5, "encode.crf": 0,
+        "pipeline.drop_policy": "none"})  # count every frame, however slow this machine is
     caplog.set_level(logging.WARNING)
     summary = run(url, tmp_path / "live.mkv", config, model=passthrough, progress=False)
     server.join(timeout=30)

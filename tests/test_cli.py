@@ -102,3 +102,10 @@ def test_entry_point_runs_as_a_program():
     done = subprocess.run([sys.executable, "-m", "stream_denoise", "--version"],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and done.stdout.startswith("stream-denoise ")
+
+
+def test_ray_is_imported_only_when_asked_for():
+    code = ("import sys, stream_denoise, stream_denoise.cli, stream_denoise.pipeline, "
+            "stream_denoise.jobs; print(sorted(m for m in ('ray', 'torch') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"  # neither Ray nor even torch until a model is needed

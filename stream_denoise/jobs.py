@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 class Job:
     name: str  # how the summary names it: the relative path, or the camera's name
     input: str
-    output: Path
+    output: Path | str  # a str only for a stream URL
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,8 @@ class Camera(BaseModel):
 
     name: str = Field(min_length=1)
     url: str = Field(min_length=1)
-    output: str = Field(min_length=1, description="file, relative to -o (or to the YAML's folder)")
+    output: str = Field(min_length=1, description="file, relative to -o (or to the YAML's "
+                                                  "folder), or a stream URL to push to")
 
 
 class CameraList(BaseModel):
@@ -106,7 +107,8 @@ def _cameras(path: Path, output: str | Path | None) -> list[Job]:
     if len(set(names)) != len(names):
         raise UsageError(f"{path}: camera names must be unique")
     base = Path(output) if output is not None else path.parent
-    return [Job(c.name, c.url, base / c.output) for c in cams.cameras]
+    return [Job(c.name, c.url, c.output if is_url(c.output) else base / c.output)
+            for c in cams.cameras]
 
 
 def run_jobs(
@@ -123,7 +125,7 @@ def run_jobs(
     results: dict[Job, JobResult] = {}
     todo = []
     for job in jobs:
-        if job.output.exists() and not overwrite:
+        if isinstance(job.output, Path) and job.output.exists() and not overwrite:
             results[job] = JobResult(job, "skipped (output exists)")
         else:
             todo.append(job)
@@ -154,7 +156,8 @@ def _run_one(job: Job, config: RunConfig, executor, overwrite: bool,
     if drain is not None and drain.is_set():
         return JobResult(job, "not started (stopped)")
     try:
-        job.output.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(job.output, Path):
+            job.output.parent.mkdir(parents=True, exist_ok=True)
         summary = run(job.input, job.output, config, executor=executor, overwrite=overwrite,
                       progress=False, drain=drain)
     except StreamDenoiseError as e:

@@ -46,10 +46,13 @@ def test_camera_list(tmp_path):
     cams = tmp_path / "cams.yaml"
     cams.write_text("cameras:\n"
                     "  - {name: gate, url: 'rtsp://u:p@127.0.0.1:8554/gate', output: gate.mp4}\n"
-                    "  - {name: yard, url: 'rtsp://127.0.0.1:8554/yard', output: yard/out.mkv}\n")
+                    "  - {name: yard, url: 'rtsp://127.0.0.1:8554/yard', output: yard/out.mkv}\n"
+                    "  - {name: road, url: 'rtsp://127.0.0.1:8554/road', "
+                    "output: 'rtmp://127.0.0.1/live/road'}\n")
     jobs = plan(cams, None)
     assert [(j.name, j.output) for j in jobs] == [
-        ("gate", tmp_path / "gate.mp4"), ("yard", tmp_path / "yard" / "out.mkv")]
+        ("gate", tmp_path / "gate.mp4"), ("yard", tmp_path / "yard" / "out.mkv"),
+        ("road", "rtmp://127.0.0.1/live/road")]
     assert plan(cams, "/srv/out")[0].output == Path("/srv/out/gate.mp4")
     cams.write_text("cameras:\n  - {name: gate, url: 'rtsp://h/x', outptu: g.mp4}\n")
     with pytest.raises(UsageError, match=r"cams.yaml: cameras.0.output: Field required"):

@@ -5,7 +5,8 @@
 Builds (once, cached in the temp folder) a clip of --frames frames by looping
 bikes.mp4 scaled to --size, then cleans it with the bundled lite model while a thread
 samples this process's resident memory and open file descriptors every few seconds.
-Reports fps, frames in and out, peak memory and memory growth after warm-up.
+Reports fps (overall, first and last tenth), frames in and out, peak memory and
+memory growth after warm-up, and a coarse timeline (seconds, RSS MB, fds, frames).
 """
 from __future__ import annotations
 
@@ -22,8 +23,22 @@ import av
 import cv2
 
 from stream_denoise.config import load_config
+from stream_denoise.denoiser import Denoiser
 from stream_denoise.io.sources import open_source
 from stream_denoise.pipeline import run
+
+
+class Counting:
+    """The bundled model, counting the frames it has cleaned (throughput over time)."""
+
+    def __init__(self) -> None:
+        self.model = Denoiser.from_pretrained("lite")
+        self.frames = 0
+
+    def process(self, frames, *, attention=False):
+        result = self.model.process(frames, attention=attention)
+        self.frames += len(frames)
+        return result
 
 
 def _rss_mb() -> float:
@@ -66,31 +81,41 @@ def main() -> None:
     args = p.parse_args()
     w, h = (int(v) for v in args.size.split("x"))
     clip = make_clip(args.frames, w, h)
-    samples: list[tuple[float, float, int]] = []
+    samples: list[tuple[float, float, int, int]] = []  # (seconds, RSS MB, fds, frames)
     done = threading.Event()
+    model = Counting()
 
     def watch() -> None:
         start = time.monotonic()
         while not done.wait(args.every):
-            samples.append((time.monotonic() - start, _rss_mb(), _fds()))
+            samples.append((time.monotonic() - start, _rss_mb(), _fds(), model.frames))
 
     watcher = threading.Thread(target=watch, daemon=True)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "soak.mp4"
         watcher.start()
-        summary = run(clip, out, load_config(), progress=False)
+        summary = run(clip, out, load_config(), model=model, progress=False)
         done.set()
         watcher.join()
         with av.open(str(out)) as c:
             written = c.streams.video[0].frames
     warm = [s for s in samples if s[0] > 0.1 * samples[-1][0]] or samples
+    tenth = max(1, len(samples) // 10)
+
+    def fps(part: list) -> float:
+        return (part[-1][3] - part[0][3]) / max(1e-9, part[-1][0] - part[0][0])
+
     result = {
         "frames_in": args.frames, "frames_out": summary.frames, "frames_in_file": written,
         "seconds": round(summary.seconds, 1), "fps": round(summary.fps, 2),
         "peak_rss_mb": round(max(s[1] for s in samples), 1),
         "rss_after_warmup_mb": round(warm[0][1], 1), "rss_at_end_mb": round(samples[-1][1], 1),
         "fds_min_max": [min(s[2] for s in samples), max(s[2] for s in samples)],
+        "fps_first_tenth": round(fps(samples[: tenth + 1]), 2),
+        "fps_last_tenth": round(fps(samples[-tenth - 1:]), 2),
+        "rss_growth_after_warmup_mb": round(samples[-1][1] - warm[0][1], 1),
         "samples": len(samples), "size": args.size,
+        "timeline": [(round(t), round(r), f, n) for t, r, f, n in samples[:: max(1, len(samples) // 40)]],
     }
     print(json.dumps(result))
     if args.json:

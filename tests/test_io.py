@@ -177,6 +177,22 @@ def _zero_frames(out: Path) -> Path:
     return out
 
 
+def _unknown_codec(out: Path) -> Path:
+    """An AVI whose video fourcc no FFmpeg decoder claims (MPEG-4 relabelled)."""
+    with av.open(str(out), "w") as dst:
+        stream = dst.add_stream("mpeg4", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 64, "yuv420p"
+        for i in range(5):
+            frame = av.VideoFrame.from_ndarray(np.zeros((64, 64, 3), np.uint8), format="rgb24")
+            frame.pts = i
+            dst.mux(stream.encode(frame))
+        dst.mux(stream.encode())
+    data = out.read_bytes()
+    assert data.count(b"FMP4") == 2  # the stream header's two codec fields
+    out.write_bytes(data.replace(b"FMP4", b"ZZZ9"))
+    return out
+
+
 @pytest.mark.parametrize(
     ("case", "message"),
     [
@@ -185,6 +201,7 @@ def _zero_frames(out: Path) -> Path:
         ("text_file", "cannot open"),
         ("audio_only", "no video stream"),
         ("zero_frames", "no decodable video frames"),
+        ("unknown_codec", "no decoder for its video codec"),
     ],
 )
 def test_input_errors(case: str, message: str, bunny: Path, tmp_path: Path) -> None:
@@ -199,6 +216,8 @@ def test_input_errors(case: str, message: str, bunny: Path, tmp_path: Path) -> N
         spec.write_text("this is not a video\n" * 50)
     elif case == "audio_only":
         spec = _audio_only(bunny, tmp_path / "audio.m4a")
+    elif case == "unknown_codec":
+        spec = _unknown_codec(tmp_path / "odd.avi")
     else:
         spec = _zero_frames(tmp_path / "zero.avi")
     with pytest.raises(InputError) as err:

@@ -102,6 +102,10 @@ class VideoSource(Source):
             self._container.close()
             raise InputError(f"no video stream in {self._name}")
         self._stream = stream = self._container.streams.video[0]
+        if stream.codec_context is None:
+            self._container.close()
+            raise InputError(f"cannot decode {self._name}: this FFmpeg build has no decoder "
+                             f"for its video codec")
         stream.thread_type = "AUTO"  # frame + slice threads: the decode is otherwise one core
         stream.codec_context.thread_count = threads
         ctx = stream.codec_context

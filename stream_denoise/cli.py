@@ -182,6 +182,10 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, help="total steps (overrides the config)")
     p.add_argument("--max-minutes", type=float, help="stop (and checkpoint) after this much wall time")
     p.add_argument("--device", help="auto, cpu, cuda, cuda:N [auto]")
+    p.add_argument("--ray-workers", type=int, metavar="N",
+                   help="train on N Ray Train workers (data-parallel); needs 'ray[train]'")
+    p.add_argument("--ray-gpu", action="store_true", help="give each Ray Train worker a GPU")
+    p.add_argument("--ray-address", help="join this Ray cluster (auto, ray://host:10001)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_train)
 
@@ -201,9 +205,18 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.device:
         overrides["device"] = args.device
     config = load_train_config(args.config, overrides)
-    trainer = Trainer(config, args.out)
     if args.resume and args.init:
         raise UsageError("--resume and --init exclude each other")
+    if args.ray_workers:
+        from .train.distributed import fit_on_ray
+
+        result = fit_on_ray(config, args.out, workers=args.ray_workers, use_gpu=args.ray_gpu,
+                            address=args.ray_address, resume=args.resume, init=args.init,
+                            max_minutes=args.max_minutes)
+        print(f"step {result['step']}/{config.steps} on {args.ray_workers} Ray workers, best "
+              f"validation PSNR {result['best_val_psnr']:.2f} dB: {args.out}", file=sys.stderr)
+        return 0
+    trainer = Trainer(config, args.out)
     if args.resume:
         trainer.resume(args.resume)
     elif args.init:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import time
 from dataclasses import replace
 from concurrent.futures import ThreadPoolExecutor
@@ -39,10 +40,19 @@ def psnr_ssim(output: torch.Tensor, target: torch.Tensor) -> tuple[float, float]
 
 
 class Trainer:
-    """Trains a generator/discriminator pair into ``out_dir`` (last.pt, best.pt, log.jsonl)."""
+    """Trains a generator/discriminator pair into ``out_dir`` (last.pt, best.pt, log.jsonl).
 
-    def __init__(self, config: TrainConfig, out_dir: str | Path) -> None:
+    With ``world`` > 1 (one Trainer per process under Ray Train, ``torch.distributed``
+    initialised) each rank draws its share of every batch, gradients are averaged across
+    ranks after each backward pass, and rank 0 alone validates, logs and checkpoints.
+    Same seed, same initial weights on every rank; so the ranks stay identical.
+    """
+
+    def __init__(self, config: TrainConfig, out_dir: str | Path, *, rank: int = 0, world: int = 1) -> None:
+        if config.batch_size % world:
+            raise UsageError(f"batch_size {config.batch_size} does not split over {world} workers")
         self.config = config
+        self.rank, self.world = rank, world
         self.out = Path(out_dir)
         self.out.mkdir(parents=True, exist_ok=True)
         self.device = pick_device(config.device)
@@ -73,7 +83,10 @@ class Trainer:
         return train, val
 
     def batch(self, step: int) -> list[Sample]:
-        return [self.train_set.sample((self.config.seed, step, j)) for j in range(self.config.batch_size)]
+        """This rank's share of the batch at ``step`` (all of it with one process)."""
+        share = self.config.batch_size // self.world
+        return [self.train_set.sample((self.config.seed, step, j))
+                for j in range(self.rank * share, (self.rank + 1) * share)]
 
     def lr_factor(self, step: int) -> float:
         """Learning-rate multiplier at ``step``: a function of the step alone, so there is
@@ -115,6 +128,7 @@ class Trainer:
             stats["adv_loss"] = l_adv.item()
         self.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
+        self._average_gradients(self.generator)
         self.opt_g.step()
         stats["g_loss"] = loss_g.item()
         if adversarial:
@@ -124,10 +138,31 @@ class Trainer:
                                         out.attention[-1].detach(), c.gamma)
             self.opt_d.zero_grad(set_to_none=True)
             loss_d.backward()
+            self._average_gradients(self.discriminator)
             self.opt_d.step()
             stats["d_loss"] = loss_d.item()
         self.step += 1
         return stats
+
+    def _average_gradients(self, module: torch.nn.Module) -> None:
+        if self.world == 1:
+            return
+        import torch.distributed as dist
+
+        for p in module.parameters():
+            if p.grad is not None:
+                dist.all_reduce(p.grad)
+                p.grad /= self.world
+
+    def _all_agree(self, flag: bool) -> bool:
+        """Rank 0's decision for every rank (wall-clock stops must not split the ranks)."""
+        if self.world == 1:
+            return flag
+        import torch.distributed as dist
+
+        t = torch.tensor([int(flag)])
+        dist.broadcast(t, 0)
+        return bool(t.item())
 
     @torch.inference_mode()
     def validate(self) -> dict[str, float]:
@@ -195,10 +230,12 @@ class Trainer:
         from tqdm import tqdm
 
         c = self.config
+        lead = self.rank == 0
         log_path = self.out / "log.jsonl"
         started = last_ckpt = time.monotonic()
-        bar = tqdm(total=c.steps, initial=self.step, disable=not progress, unit="step")
-        with ThreadPoolExecutor(1, thread_name_prefix="sd-batches") as pool, log_path.open("a") as logf:
+        bar = tqdm(total=c.steps, initial=self.step, disable=not (progress and lead), unit="step")
+        with ThreadPoolExecutor(1, thread_name_prefix="sd-batches") as pool, \
+                (log_path.open("a") if lead else open(os.devnull, "w")) as logf:
             pending = pool.submit(self.batch, self.step)
             while self.step < c.steps:
                 samples = pending.result()
@@ -209,7 +246,7 @@ class Trainer:
                 record: dict[str, Any] = {}
                 if self.step % c.log_every == 0 or self.step == c.steps:
                     record = {"step": self.step, **stats, "sec_per_step": time.monotonic() - t0}
-                if self.step % c.val_every == 0 or self.step == c.steps:
+                if lead and (self.step % c.val_every == 0 or self.step == c.steps):
                     val = self.validate()
                     record = {"step": self.step, **stats, **{f"val_{k}": v for k, v in val.items()}}
                     if val["psnr"] > self.best_psnr:
@@ -221,15 +258,16 @@ class Trainer:
                     logf.flush()
                 bar.update(1)
                 now = time.monotonic()
-                if now - last_ckpt > c.checkpoint_minutes * 60:
+                if lead and now - last_ckpt > c.checkpoint_minutes * 60:
                     self.save("last.pt")
                     last_ckpt = now
-                if max_minutes is not None and now - started > max_minutes * 60:
+                if self._all_agree(max_minutes is not None and now - started > max_minutes * 60):
                     break
             pending.cancel()
         bar.close()
-        self.save("last.pt")
-        plot_log(log_path, self.out / "curves.png")
+        if lead:
+            self.save("last.pt")
+            plot_log(log_path, self.out / "curves.png")
         return {"step": self.step, "best_val_psnr": self.best_psnr}
 
 

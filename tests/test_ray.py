@@ -21,6 +21,11 @@ from stream_denoise.pipeline import batches, open_executor, run  # noqa: E402
 from . import conftest  # noqa: E402
 
 
+def _times(path) -> list[float]:
+    with av.open(str(path)) as c:
+        return [float(f.time) for f in c.decode(video=0)]
+
+
 @pytest.fixture(scope="module", autouse=True)
 def local_ray():
     import cloudpickle
@@ -128,7 +133,7 @@ def test_folder_with_a_corrupt_file(short_clip, tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 1
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.mp4")) == ["a.mp4", "day2/b.mp4"]
-    assert _decode(out / "day2" / "b.mp4")[0] == _decode(short_clip)[0]
+    assert _times(out / "day2" / "b.mp4") == pytest.approx(_times(short_clip), abs=1e-3)
     lines = err.splitlines()
     assert [ln.split()[0] for ln in lines[1:4]] == ["a.mp4", "broken.mp4", "day2/b.mp4"]
     assert "failed: " in lines[2] and "broken.mp4" in lines[2]

@@ -162,7 +162,7 @@ def _run_one(job: Job, config: RunConfig, executor, overwrite: bool,
                       progress=False, drain=drain)
     except StreamDenoiseError as e:
         return JobResult(job, f"failed: {e}")
-    except Exception as e:  # noqa: BLE001 - one bad file must not stop the others
+    except Exception as e:
         log.debug("job %s failed", job.name, exc_info=True)
         return JobResult(job, f"failed: {type(e).__name__}: {e}")
     return JobResult(job, "stopped early" if summary.stopped else "ok", summary)

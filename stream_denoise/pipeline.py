@@ -30,10 +30,10 @@ from .data import resolve_input
 from .errors import OutputError, StreamDenoiseError, WorkerError
 from .executors import BatchModel, Executor, ModelFactory
 from .frame import Batch, BatchResult, Frame, VideoInfo
-from .io.sinks import VIDEO_SUFFIXES, open_sink
 from .io.live import Backoff
-from .livefeed import LiveFeed
+from .io.sinks import VIDEO_SUFFIXES, open_sink
 from .io.sources import Source, is_device, is_url, open_source, redact
+from .livefeed import LiveFeed
 
 log = logging.getLogger(__name__)
 

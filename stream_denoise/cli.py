@@ -27,6 +27,10 @@ RUN_OVERRIDES = {
     "model": "model.weights",
     "device": "model.device",
     "precision": "model.precision",
+    "tile": "model.tile",
+    "tile_overlap": "model.tile_overlap",
+    "compile": "model.compile",
+    "hwaccel": "source.hwaccel",
     "batch_size": "pipeline.batch_size",
     "queue_size": "pipeline.queue_size",
     "decode_threads": "pipeline.decode_threads",
@@ -66,6 +70,14 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--device", help="auto, cpu, cuda, cuda:N [auto]")
     g.add_argument("--precision", choices=["auto", "fp32", "fp16", "bf16"],
                    help="inference precision; auto = fp16 on CUDA, fp32 on CPU [auto]")
+    g.add_argument("--tile", type=int, metavar="PX",
+                   help="run frames larger than this as overlapping tiles (4K on a small GPU); "
+                        "0 = whole frames [0]")
+    g.add_argument("--tile-overlap", type=int, metavar="PX", help="px shared by neighbouring tiles [32]")
+    g.add_argument("--compile", choices=["none", "default", "reduce-overhead", "max-autotune"],
+                   help="torch.compile the generator; reduce-overhead = CUDA graphs [none]")
+    g.add_argument("--hwaccel", choices=["none", "cuda", "vaapi", "qsv", "videotoolbox", "d3d11va", "amf"],
+                   help="decode on this device, software when unusable [none]")
     g = p.add_argument_group("Gaussian stages (sigma 0 turns a stage off)")
     g.add_argument("--pre-sigma", type=float, help="pre-filter sigma [0]")
     g.add_argument("--pre-ksize", type=int, help="pre-filter kernel size, odd; 0 = from sigma [0]")
@@ -89,7 +101,8 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--ray-address", help="join this Ray cluster (auto, ray://host:10001); "
                                          "default: start a local one")
     g = p.add_argument_group("encoding")
-    g.add_argument("--codec", help="video encoder [libx264]")
+    g.add_argument("--codec", help="video encoder; h264_nvenc/hevc_nvenc fall back to libx264 "
+                                   "where unusable [libx264]")
     g.add_argument("--crf", type=int, help="constant rate factor, lower = better [20]")
     g.add_argument("--preset", help="encoder speed preset [veryfast]")
     g.add_argument("--pix-fmt", help="output pixel format [yuv420p]")

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import UsageError
 
@@ -46,6 +46,18 @@ class ModelConfig(Section):
     weights: str = Field("lite", description="bundled model name (lite, paper) or a checkpoint path")
     device: str = Field("auto", description="auto, cpu, cuda, cuda:N")
     precision: Literal["auto", "fp32", "fp16", "bf16"] = "auto"
+    tile: int = Field(0, ge=0, le=16384, description="run frames larger than this (px) as "
+                                                     "overlapping tiles; 0 = whole frames")
+    tile_overlap: int = Field(32, ge=0, le=1024, description="px shared by neighbouring tiles")
+    compile: Literal["none", "default", "reduce-overhead", "max-autotune"] = Field(
+        "none", description="torch.compile mode; reduce-overhead = CUDA graphs")
+
+    @model_validator(mode="after")
+    def _tiles(self) -> ModelConfig:
+        if self.tile and (self.tile < 64 or 2 * self.tile_overlap >= self.tile):
+            raise ValueError(f"tile must be 0 or >= 64 px and more than twice tile_overlap "
+                             f"(got tile {self.tile}, overlap {self.tile_overlap})")
+        return self
 
     @field_validator("device")
     @classmethod
@@ -68,7 +80,7 @@ class PipelineConfig(Section):
 
 
 class SourceConfig(Section):
-    """How stream URLs and cameras are opened and kept alive (files use none of it)."""
+    """How inputs are opened: stream URLs and cameras, and kept alive (files use only hwaccel)."""
 
     rtsp_transport: Literal["tcp", "udp"] = "tcp"
     open_timeout: float = Field(10.0, gt=0.0, le=600.0, description="seconds to connect")
@@ -79,6 +91,8 @@ class SourceConfig(Section):
     backoff_max: float = Field(30.0, gt=0.0, le=3600.0)
     device_size: str | None = Field(None, pattern=r"^\d+x\d+$", description="camera WxH, e.g. 1280x720")
     device_fps: float | None = Field(None, gt=0.0, le=1000.0)
+    hwaccel: Literal["none", "cuda", "vaapi", "qsv", "videotoolbox", "d3d11va", "amf"] = Field(
+        "none", description="decode on this device type; software when it cannot be used")
 
 
 class ExecutorConfig(Section):

@@ -168,9 +168,9 @@ def _publish(path: Path) -> None:
 def _open_input(spec: str | Path, config: RunConfig, cancelled) -> Source:
     """Files as they are; URLs and cameras with timeouts, transport and reconnects."""
     threads = config.pipeline.decode_threads
-    if not (is_url(spec) or is_device(spec)):
-        return open_source(spec, threads=threads)
     s = config.source
+    if not (is_url(spec) or is_device(spec)):
+        return open_source(spec, threads=threads, hwaccel=s.hwaccel)
     options: dict[str, str] = {}
     if str(spec).lower().startswith("rtsp"):
         options["rtsp_transport"] = s.rtsp_transport
@@ -181,7 +181,7 @@ def _open_input(spec: str | Path, config: RunConfig, cancelled) -> Source:
             options["framerate"] = f"{s.device_fps:g}"
     backoff = Backoff(s.backoff_initial, s.backoff_max, s.reconnect_attempts) if s.reconnect else None
     return open_source(spec, threads=threads, timeout=(s.open_timeout, s.read_timeout),
-                       options=options, reconnect=backoff, cancelled=cancelled)
+                       options=options, reconnect=backoff, cancelled=cancelled, hwaccel=s.hwaccel)
 
 
 def open_executor(config: RunConfig, model: BatchModel | None = None) -> Executor:

@@ -407,3 +407,31 @@ def test_sink_close_twice_and_wrong_shape(bikes_frames: list[Frame], tmp_path: P
     sink.close()
     sink.close()
     assert decode(tmp_path / "a.mp4").pts == [0]
+
+
+# --- hardware decode and encode: used where they work, software where they do not ---
+
+def test_hardware_decode_falls_back_to_software(
+    bikes: Path, bikes_frames: list[Frame], caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING), open_source(bikes, hwaccel="cuda") as src:
+        frames = list(src)
+    assert [f.pts for f in frames] == [f.pts for f in bikes_frames]
+    if "hardware decoding unavailable" in caplog.text:  # no usable GPU here: software, exact
+        assert all(np.array_equal(a.image, b.image) for a, b in zip(frames[:10], bikes_frames))
+    else:  # NVDEC: same frames up to decoder rounding
+        assert np.mean([psnr(a.image, b.image) for a, b in zip(frames, bikes_frames)]) > 40
+
+
+def test_nvenc_falls_back_to_libx264(
+    bikes: Path, bikes_frames: list[Frame], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    out = tmp_path / "out.mp4"
+    with caplog.at_level(logging.WARNING), open_source(bikes) as src:
+        write_all(out, src.info, itertools.islice(src, 30), codec="h264_nvenc", crf=18, preset="veryfast")
+    got = decode(out)
+    assert got.pts == [f.pts for f in bikes_frames[:30]]
+    assert np.mean([psnr(a, f.image) for a, f in zip(got.images, bikes_frames)]) > 35
+    with av.open(str(out)) as c:
+        encoder_ran = "libx264" if "encoding with libx264" in caplog.text else "h264_nvenc"
+        assert c.streams.video[0].codec_context.name == "h264", encoder_ran

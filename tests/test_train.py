@@ -14,7 +14,7 @@ from stream_denoise.train.config import load_train_config
 from stream_denoise.train.data import PairedFolder
 from stream_denoise.models.attentive_gan import Generator, GeneratorConfig
 from stream_denoise.models.weights import save_generator
-from stream_denoise.train.losses import attention_loss, block_mask, multiscale_loss
+from stream_denoise.train.losses import attention_loss, block_mask, input_relative_weights, multiscale_loss
 from stream_denoise.train.trainer import Trainer
 from tests.conftest import package_data
 
@@ -158,3 +158,18 @@ def test_eval_table_has_a_row_per_kind_and_every_stage(photos, tmp_path, capsys)
     cells = [c.strip() for c in rows["gaussian"].split("|")[3:5]]
     (inp, _), (gauss, _) = (map(float, c.split(" / ")) for c in cells)
     assert gauss > inp + 1
+
+
+def test_input_relative_weights_favour_faintly_damaged_samples() -> None:
+    clean = torch.zeros(3, 3, 8, 8)
+    noisy = clean.clone()
+    noisy[0] += 0.01   # faint (dust-like)
+    noisy[1] += 0.1    # heavy (rain-like)
+    w = input_relative_weights(noisy, clean)  # sample 2 is clean: the floor caps its weight
+    assert w.mean().item() == pytest.approx(1.0)
+    assert w[2] > w[0] > w[1]
+    assert (w[0] / w[1]).item() == pytest.approx((0.01 + 1e-4) / (1e-4 + 1e-4), rel=1e-3)
+    outs = [clean + 0.1] * 3
+    plain = multiscale_loss(outs, clean)
+    weighted = multiscale_loss(outs, clean, sample_weights=w)
+    assert weighted.item() == pytest.approx(plain.item(), rel=1e-4)  # equal errors: mean weight 1

@@ -77,9 +77,14 @@ class RayExecutor(Executor):
             except (ConnectionError, RuntimeError, ValueError) as e:
                 raise WorkerError(f"cannot start or join Ray at {config.address or 'a new local instance'}: {e}") from None
             self._owns_ray = True
-        threads = max(1, int(config.cpus_per_worker)) if config.gpus_per_worker == 0 else 0
+        gpu = config.gpus_per_worker > 0
+        threads = 0 if gpu else max(1, int(config.cpus_per_worker))
+        # A GPU actor serves its in-flight batches on as many threads, each on its own CUDA
+        # stream, so one batch's copies overlap another's compute; a CPU actor's cores are
+        # already busy with one batch.
         self._actor_cls = ray.remote(_Worker).options(
-            num_cpus=config.cpus_per_worker, num_gpus=config.gpus_per_worker, max_restarts=0)
+            num_cpus=config.cpus_per_worker, num_gpus=config.gpus_per_worker, max_restarts=0,
+            max_concurrency=config.in_flight if gpu else 1)
         self._factory = factory
         self._threads = threads
         self._lock = threading.Lock()

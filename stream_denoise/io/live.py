@@ -55,10 +55,12 @@ class LiveSource(Source):
         timeout: float | tuple[float, float] | None = None,
         options: Mapping[str, str] | None = None,
         format: str | None = None,
+        hwaccel: str | None = None,
         cancelled: Callable[[], bool] | None = None,
     ) -> None:
         self._spec, self._name, self._backoff = spec, redact(spec), backoff
-        self._open_kw = {"threads": threads, "timeout": timeout, "options": options, "format": format}
+        self._open_kw = {"threads": threads, "timeout": timeout, "options": options,
+                         "format": format, "hwaccel": hwaccel}
         self._cancelled = cancelled or (lambda: False)
         self._current: VideoSource | None = VideoSource(spec, **self._open_kw)  # type: ignore[arg-type]
         self.info = self._current.info

@@ -70,6 +70,46 @@ class ImageFolderSink(Sink):
             raise OutputError(f"cannot write {path}: {_reason(e)}") from None
 
 
+_HARDWARE_SUFFIXES = ("_nvenc", "_qsv", "_vaapi", "_amf", "_videotoolbox")
+# x264's preset names on NVENC's p1 (fastest) .. p7 (best) scale
+_NVENC_PRESETS = {"ultrafast": "p1", "superfast": "p1", "veryfast": "p2", "faster": "p3",
+                  "fast": "p4", "medium": "p4", "slow": "p5", "slower": "p6", "veryslow": "p7"}
+
+
+def _is_hardware(codec: str) -> bool:
+    return codec.endswith(_HARDWARE_SUFFIXES)
+
+
+def _encoder_options(ctx: av.CodecContext, crf: int, preset: str, low_latency: bool) -> dict[str, str]:
+    """crf/preset/low latency in the encoder's own terms; options it does not know are left out."""
+    known = {o.name for o in ctx.supported_options.private}
+    if ctx.name.endswith("_nvenc"):
+        wanted = {"rc": "vbr", "cq": str(crf), "preset": _NVENC_PRESETS.get(preset, preset)}
+        if low_latency:
+            wanted["tune"] = "ll"
+    else:
+        wanted = {"crf": str(crf), "preset": preset}
+        if low_latency:  # a pushed stream: no lookahead or B-frames holding frames back
+            wanted["tune"] = "zerolatency"
+    return {k: v for k, v in wanted.items() if k in known}
+
+
+def _encoder_opens(encoder: av.Codec, info: VideoInfo, crf: int, preset: str, pix_fmt: str) -> bool:
+    """Whether a hardware encoder works here (a build may list NVENC on a machine without
+    an NVIDIA card); when not, say so once, and the caller falls back to libx264."""
+    ctx = av.CodecContext.create(encoder, "w")
+    ctx.width, ctx.height = info.width, info.height
+    ctx.pix_fmt = _pick_pix_fmt(encoder, pix_fmt, info.width, info.height)
+    ctx.time_base = Fraction(1, 25)
+    ctx.options = _encoder_options(ctx, crf, preset, False)
+    try:
+        ctx.open()
+    except (av.FFmpegError, OSError, ValueError) as e:
+        log.warning("encoder %s unusable here (%s); encoding with libx264", encoder.name, _reason(e))
+        return False
+    return True
+
+
 def _pick_pix_fmt(codec: av.Codec, pix_fmt: str, width: int, height: int) -> str:
     """``pix_fmt``, or a full-chroma format when odd sizes rule out subsampled chroma.
 
@@ -181,6 +221,8 @@ class VideoSink(Sink):
             raise OutputError(
                 f"unknown video encoder {codec!r} (not in this FFmpeg build)"
             ) from None
+        if _is_hardware(codec) and not _encoder_opens(encoder, info, crf, preset, pix_fmt):
+            encoder = av.Codec("libx264", "w")
         target, fmt, options = _muxer(str(path), segment, segment_clock)
         touch = Path(path) if fmt is None else None
         try:
@@ -219,11 +261,7 @@ class VideoSink(Sink):
         stream.pix_fmt = _pick_pix_fmt(encoder, pix_fmt, info.width, info.height)
         # Encoder and stream share the input time base, so pts pass through unrounded.
         stream.time_base = stream.codec_context.time_base = self._time_base
-        known = {o.name for o in stream.codec_context.supported_options.private}
-        wanted = {"crf": str(crf), "preset": preset}
-        if low_latency:  # a pushed stream: no lookahead or B-frames holding frames back
-            wanted["tune"] = "zerolatency"
-        stream.codec_context.options = {k: v for k, v in wanted.items() if k in known}
+        stream.codec_context.options = _encoder_options(stream.codec_context, crf, preset, low_latency)
         if segment:  # x264's default GOP (250) would make pieces of 10 s at least
             stream.codec_context.gop_size = max(1, min(250, round(segment * self._rate)))
         try:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import av
 import cv2
 import numpy as np
+from av.codec.hwaccel import HWAccel
 
 from ..closeable import Closeable
 from ..errors import InputError
@@ -91,11 +92,21 @@ class VideoSource(Source):
         timeout: float | tuple[float, float] | None = None,
         options: Mapping[str, str] | None = None,
         format: str | None = None,
+        hwaccel: str | None = None,
     ) -> None:
         self._name = redact(spec)
+        kw = {"format": format, "timeout": timeout, "options": dict(options or {})}
+        self._container = None
+        if hwaccel and hwaccel != "none":
+            try:
+                self._container = av.open(spec, "r", hwaccel=HWAccel(hwaccel), **kw)
+            except (av.FFmpegError, OSError, ValueError) as e:
+                # No such device here (or no driver): decode in software rather than fail.
+                log.warning("%s: %s hardware decoding unavailable (%s); decoding in software",
+                            self._name, hwaccel, _reason(e))
         try:
-            self._container = av.open(spec, "r", format=format, timeout=timeout,
-                                      options=dict(options or {}))
+            if self._container is None:
+                self._container = av.open(spec, "r", **kw)
         except (av.FFmpegError, OSError) as e:
             raise InputError(f"cannot open {self._name} as video: {_reason(e)}") from None
         if not self._container.streams.video:
@@ -230,6 +241,7 @@ def open_source(
     options: Mapping[str, str] | None = None,
     reconnect: Backoff | None = None,
     cancelled: Callable[[], bool] | None = None,
+    hwaccel: str | None = None,
 ) -> Source:
     """Open a video file, an image folder, a stream URL or a camera device for reading.
 
@@ -238,7 +250,8 @@ def open_source(
     ``{"rtsp_transport": "tcp"}``) go to ``av.open``. With ``reconnect``, URLs and
     devices come back after a drop (:class:`~.live.LiveSource`; ``cancelled()`` ends
     its waiting). Raises ``InputError`` with one line naming the input (credentials
-    redacted) when it cannot be opened.
+    redacted) when it cannot be opened. ``hwaccel`` (e.g. ``"cuda"``) decodes on that
+    device, falling back to software with a warning when it cannot be used.
     """
     if is_url(spec) or is_device(spec):
         fmt = "v4l2" if is_device(spec) else None
@@ -246,8 +259,9 @@ def open_source(
             from .live import LiveSource
 
             return LiveSource(str(spec), reconnect, threads=threads, timeout=timeout,
-                              options=options, format=fmt, cancelled=cancelled)
-        return VideoSource(str(spec), threads=threads, timeout=timeout, options=options, format=fmt)
+                              options=options, format=fmt, hwaccel=hwaccel, cancelled=cancelled)
+        return VideoSource(str(spec), threads=threads, timeout=timeout, options=options, format=fmt,
+                           hwaccel=hwaccel)
     path = Path(spec)
     if path.is_dir():
         return ImageFolderSource(path)
@@ -255,7 +269,7 @@ def open_source(
         raise InputError(f"no such file or folder: {path}")
     if not path.is_file():
         raise InputError(f"{path} is not a file or a folder")
-    return VideoSource(str(path), threads=threads, timeout=timeout, options=options)
+    return VideoSource(str(path), threads=threads, timeout=timeout, options=options, hwaccel=hwaccel)
 
 
 __all__ = [

@@ -29,15 +29,34 @@ def attention_loss(maps: Sequence[torch.Tensor], mask: torch.Tensor, theta: floa
     return sum(theta ** (n - 1 - t) * F.mse_loss(a, mask) for t, a in enumerate(maps))
 
 
+def input_relative_weights(noisy: torch.Tensor, clean: torch.Tensor, floor: float = 1e-4) -> torch.Tensor:
+    """Per-sample weights inversely proportional to the degraded input's MSE, mean 1.
+
+    Plain MSE lets heavily degraded samples dominate: a faint dust frame (39 dB) weighs
+    ~25x less than a rainy one (25 dB), so the net learns to trade its precision for rain
+    and ends up below the input on dust. Dividing by the input's error makes every sample
+    count by how much of *its own* damage is repaired. ``floor`` (40 dB) bounds the weight
+    of nearly clean samples.
+    """
+    err = (noisy - clean).pow(2).mean(dim=(1, 2, 3)).detach()
+    w = 1.0 / (err + floor)
+    return w / w.mean()
+
+
 def multiscale_loss(
-    outputs: Sequence[torch.Tensor], clean: torch.Tensor, weights: Sequence[float] = (0.6, 0.8, 1.0)
+    outputs: Sequence[torch.Tensor], clean: torch.Tensor, weights: Sequence[float] = (0.6, 0.8, 1.0),
+    sample_weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """MSE of each output (coarsest first: 1/4, 1/2, 1) against the clean image resized to it."""
+    """MSE of each output (coarsest first: 1/4, 1/2, 1) against the clean image resized to it,
+    optionally weighted per sample (``sample_weights`` (B,), see :func:`input_relative_weights`)."""
     total = clean.new_zeros(())
     for out, w in zip(outputs, weights, strict=True):
         target = clean if out.shape[-2:] == clean.shape[-2:] else F.interpolate(
             clean, size=out.shape[-2:], mode="area")
-        total = total + w * F.mse_loss(out, target)
+        per_sample = (out - target).pow(2).mean(dim=(1, 2, 3))
+        if sample_weights is not None:
+            per_sample = per_sample * sample_weights
+        total = total + w * per_sample.mean()
     return total
 
 

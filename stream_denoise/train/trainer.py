@@ -25,7 +25,8 @@ from ..denoiser import pick_device
 from ..errors import ModelError, UsageError
 from ..models.attentive_gan import Discriminator, Generator
 from .data import PairedFolder, Sample, SyntheticPairs, load_footage, split_footage, to_tensors
-from .losses import attention_loss, block_mask, discriminator_loss, generator_adversarial_loss, multiscale_loss
+from .losses import (attention_loss, block_mask, discriminator_loss, generator_adversarial_loss,
+                     input_relative_weights, multiscale_loss)
 from .perceptual import PerceptualLoss
 
 log = logging.getLogger(__name__)
@@ -113,7 +114,8 @@ class Trainer:
         self.generator.train()
         out = self.generator(noisy)
         l_att = attention_loss(out.attention, mask, c.theta)
-        l_ms = multiscale_loss((out.side4, out.side2, out.image), clean, c.multiscale)
+        weights = input_relative_weights(noisy, clean) if c.sample_weighting == "input_relative" else None
+        l_ms = multiscale_loss((out.side4, out.side2, out.image), clean, c.multiscale, weights)
         loss_g = l_att + l_ms
         stats = {"att_loss": l_att.item(), "ms_loss": l_ms.item(), "lr": lr}
         if self.perceptual is not None:

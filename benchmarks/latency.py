@@ -84,6 +84,13 @@ def _wait_listening(port: int) -> None:
     raise TimeoutError(port)
 
 
+class _PassThrough:
+    def process(self, frames: np.ndarray, *, attention: bool = False):
+        from stream_denoise.denoiser import DenoiseResult
+
+        return DenoiseResult(frames, None)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seconds", type=float, default=20.0)
@@ -91,6 +98,8 @@ def main() -> None:
     p.add_argument("--size", default="640x360", help="WxH")
     p.add_argument("--batch-size", type=int, default=1)
     p.add_argument("--warmup", type=float, default=6.0, help="seconds of stream not counted")
+    p.add_argument("--no-model", action="store_true",
+                   help="pass frames through untouched: the latency of decode, encode and the hops alone")
     p.add_argument("--json", type=Path)
     args = p.parse_args()
     from stream_denoise.config import load_config
@@ -115,7 +124,7 @@ def main() -> None:
     config = load_config(overrides={"pipeline.batch_size": args.batch_size,
                                     "source.reconnect": False, "encode.preset": "ultrafast"})
     summary = run(f"tcp://127.0.0.1:{src_port}", f"tcp://127.0.0.1:{dst_port}", config,
-                  progress=False)
+                  progress=False, model=_PassThrough() if args.no_model else None)
     sender.join()
     receiver.join()
     sent = {int(k): v for k, v in json.loads((tmp / "sent.json").read_text()).items()}
@@ -123,7 +132,7 @@ def main() -> None:
     # Steady state: both ends' FFmpeg probing holds the first seconds back once.
     warm = int(args.warmup * args.fps)
     lat = np.array([arrived[n] - sent[n] for n in arrived if n in sent and n >= warm]) * 1000
-    result = {"fps_in": args.fps, "size": args.size, "batch_size": args.batch_size,
+    result = {"model": "none" if args.no_model else "lite", "fps_in": args.fps, "size": args.size, "batch_size": args.batch_size,
               "frames_sent": len(sent), "frames_received": len(arrived), "counted": len(lat),
               "dropped": summary.dropped_frames,
               "latency_ms_p50": round(float(np.percentile(lat, 50)), 1),

@@ -18,6 +18,9 @@ scaled, x264 CRF 18). Rows (frames per second):
 6. peers: OpenCV fastNlMeansDenoisingColored per frame, and FFmpeg's hqdn3d and
    nlmeans filters through the ffmpeg CLI (decode + filter + same x264 encode).
 
+With --levers (first size only): the lite generator alone at batch 4, plain float32 vs
+channels_last vs ONNX Runtime (when installed) vs torch.compile (with --compile).
+
 Quality: PSNR gain over the degraded input on the eval set (--quality-kinds, synthetic,
 held-out footage) for ours and for each peer, so each speed ratio sits next to what it
 buys.
@@ -110,6 +113,61 @@ def model_only(preset: str, frames: np.ndarray, batch: int, repeats: int = 3) ->
     return batch / float(np.median(times))
 
 
+def levers(frames: np.ndarray, batch: int, folder: Path, compile_: bool) -> dict[str, float]:
+    """The CPU levers of issue 7 on the lite generator alone, side by side with the plain
+    float32 contiguous run: channels_last, ONNX Runtime (when installed), torch.compile."""
+    den = Denoiser.from_pretrained("lite")
+    g = den.generator
+    m = g.config.multiple
+    h, w = frames.shape[1:3]
+    x = torch.from_numpy(frames[:batch]).permute(0, 3, 1, 2).float().div(255)
+    x = torch.nn.functional.pad(x, (0, -w % m, 0, -h % m), mode="replicate").contiguous()
+
+    def rate(fn, repeats: int = 3) -> float:
+        fn()
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+        return batch / float(np.median(times))
+
+    rows = {}
+    with torch.no_grad():  # not inference_mode: converted weights must stay exportable
+        rows["lever_plain"] = rate(lambda: g(x))
+        xc = x.contiguous(memory_format=torch.channels_last)
+        g.to(memory_format=torch.channels_last)
+        rows["lever_channels_last"] = rate(lambda: g(xc))
+        g.to(memory_format=torch.contiguous_format)
+    if importlib.util.find_spec("onnxruntime") is not None:
+        import onnxruntime as ort
+
+        class ImageOnly(torch.nn.Module):
+            def __init__(self, net: Generator) -> None:
+                super().__init__()
+                self.net = net
+
+            def forward(self, t: torch.Tensor) -> torch.Tensor:
+                return self.net(t).image
+
+        path = folder / "lite.onnx"
+        torch.onnx.export(ImageOnly(g), (x,), str(path), dynamo=False, opset_version=17)
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = torch.get_num_threads()
+        session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        xn = x.numpy()
+        name = session.get_inputs()[0].name
+        rows["lever_onnxruntime"] = rate(lambda: session.run(None, {name: xn}))
+    if compile_:
+        compiled = torch.compile(g)
+        with torch.no_grad():
+            start = time.perf_counter()
+            compiled(x)
+            rows["lever_compile_seconds"] = time.perf_counter() - start
+            rows["lever_torch_compile"] = rate(lambda: compiled(x))
+    return rows
+
+
 def e2e(clip: Path, out: Path, overrides: dict, model=None) -> float:
     config = load_config(overrides=overrides)
     with open_executor(config, model) as executor:
@@ -197,6 +255,36 @@ def quality(kinds: list[str], samples: int, folder: Path) -> dict[str, dict[str,
     return table
 
 
+def markdown(report: dict) -> str:
+    """The README's tables from a suite JSON (so every figure there comes from a run)."""
+    m = report["machine"]
+    lines = [(f"Machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']} ({m['torch_threads']} "
+              f"threads), measured fp32 matmul peak {m['peak_gflops_fp32']} GFLOP/s."), ""]
+    sizes = list(report["sizes"])
+    rows = list(dict.fromkeys(k for size in sizes for k in report["sizes"][size]["fps"]))
+    lines += ["| fps | " + " | ".join(sizes) + " |", "|---|" + "---|" * len(sizes)]
+    for row in rows:
+        cells = [str(report["sizes"][s]["fps"].get(row, "")) for s in sizes]
+        lines.append(f"| {row} | " + " | ".join(cells) + " |")
+    for key in ("pipeline_efficiency", "ours_vs_naive"):
+        lines.append(f"| **{key}** | " + " | ".join(str(report["sizes"][s][key]) for s in sizes) + " |")
+    for key, label in (("gflop_per_frame", "GFLOP/frame"), ("achieved_gflops", "GFLOP/s achieved")):
+        for preset in report["sizes"][sizes[0]][key]:
+            lines.append(f"| {preset} {label} | "
+                         + " | ".join(str(report["sizes"][s][key][preset]) for s in sizes) + " |")
+    peers = list(report["sizes"][sizes[0]]["ours_vs_peer"])
+    for peer in peers:
+        lines.append(f"| ours / {peer} (fps ratio) | "
+                     + " | ".join(str(report["sizes"][s]["ours_vs_peer"][peer]) for s in sizes) + " |")
+    if "psnr_gain_db" in report:
+        table = report["psnr_gain_db"]
+        kinds = list(next(iter(table.values())))
+        lines += ["", "| PSNR gain (dB) | " + " | ".join(kinds) + " |", "|---|" + "---|" * len(kinds)]
+        lines += [f"| {name} | " + " | ".join(f"{gains[k]:+.2f}" for k in kinds) + " |"
+                  for name, gains in table.items()]
+    return "\n".join(lines)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sizes", nargs="+", default=["640x360", "1280x720"], help="WxH")
@@ -204,10 +292,17 @@ def main() -> None:
     p.add_argument("--presets", nargs="+", default=["lite", "paper"])
     p.add_argument("--batches", type=int, nargs="+", default=[1, 4, 8])
     p.add_argument("--ray", action="store_true", help="also time the Ray executor")
+    p.add_argument("--levers", action="store_true",
+                   help="at the first size, time CPU levers (channels_last, ONNX Runtime)")
+    p.add_argument("--compile", action="store_true", help="with --levers, also torch.compile")
     p.add_argument("--quality-kinds", default="raindrops,snow,gaussian,salt_pepper")
     p.add_argument("--quality-samples", type=int, default=12)
     p.add_argument("--json", type=Path)
+    p.add_argument("--markdown", type=Path, metavar="JSON", help="print the tables of a finished run and exit")
     args = p.parse_args()
+    if args.markdown:
+        print(markdown(json.loads(args.markdown.read_text())))
+        return
     have_ffmpeg = shutil.which("ffmpeg") is not None
     report: dict = {"machine": {"cpu": platform.processor() or platform.machine(),
                                 "cores": os.cpu_count(), "torch": torch.__version__,
@@ -227,6 +322,8 @@ def main() -> None:
                 flops[preset] = gflop_per_frame(Generator(PRESETS[preset]), h, w)
                 for b in args.batches:
                     rows[f"model_{preset}_b{b}"] = model_only(preset, frames, b)
+            if args.levers and size == args.sizes[0]:
+                rows.update(levers(frames, 4, tmp, args.compile))
             rows["e2e_local"] = e2e(clip, tmp / "local.mp4", {})
             if args.ray:
                 cores = os.cpu_count() or 1

@@ -11,11 +11,10 @@ batches on as many threads).
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import threading
 
 import numpy as np
 import torch
@@ -126,7 +125,7 @@ class Denoiser:
         return result
 
     def _process(self, frames: np.ndarray, attention: bool) -> DenoiseResult:
-        n, h, w, _ = frames.shape
+        h, w = frames.shape[1:3]
         host = torch.from_numpy(frames)
         if self._streams is not None:
             host = host.pin_memory()

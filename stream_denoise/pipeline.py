@@ -313,12 +313,15 @@ def run(
             bar = stack.enter_context(tqdm(
                 total=source.info.frames, unit="frame", disable=not progress,
                 dynamic_ncols=True, desc=Path(name).name[:30]))
-            # Live: one batch between stages; the feed's drop policy absorbs the rest.
+            # Live: the model takes its next batch straight from the feed when it is ready
+            # for it (no queue in between), so it always gets the freshest frames; with the
+            # "oldest" policy the feed holds just one batch. One batch waits for the encoder.
             depth = 1 if live else config.pipeline.queue_size
             to_model, to_writer = _Channel(depth, stop), _Channel(depth, stop)
             size = config.pipeline.batch_size
-            feed = LiveFeed(size * config.pipeline.queue_size, config.pipeline.drop_policy,
-                            stop.is_set) if live else None
+            policy = config.pipeline.drop_policy
+            feed = LiveFeed(size if policy == "oldest" else size * config.pipeline.queue_size,
+                            policy, stop.is_set) if live else None
 
             def frames() -> Iterator[Frame]:
                 for frame in source:
@@ -327,9 +330,7 @@ def run(
                     yield frame
 
             def read() -> None:
-                groups = (batches(frames(), size) if feed is None
-                          else feed.batches(size, config.pipeline.batch_timeout))
-                for batch in groups:
+                for batch in batches(frames(), size):
                     to_model.put(batch)
                 to_model.close()
 
@@ -342,11 +343,16 @@ def run(
                     written += len(result.batch.frames)
                     bar.update(len(result.batch.frames))
 
-            stages = [_Stage("sd-reader", read, stop), _Stage("sd-writer", write, stop)]
-            if feed is not None:
+            stages = [_Stage("sd-writer", write, stop)]
+            if feed is None:
+                stages.append(_Stage("sd-reader", read, stop))
+                model_input: Iterable[Batch] = to_model
+            else:
                 stages.append(_Stage("sd-decoder", lambda: feed.fill(frames()), stop))
+                model_input = feed.batches(size, config.pipeline.batch_timeout)
             started = time.perf_counter()
-            _run_stages(stages, stop, lambda: executor.map(to_model, attention=outputs.has_attention),
+            _run_stages(stages, stop,
+                        lambda: executor.map(model_input, attention=outputs.has_attention),
                         to_writer, name)
     except BaseException:
         if written == 0:  # nothing worth keeping: leave no .partial behind

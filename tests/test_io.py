@@ -18,8 +18,12 @@ import pytest
 from stream_denoise.errors import InputError, OutputError
 from stream_denoise.frame import Frame, VideoInfo
 from stream_denoise.io.sinks import ImageFolderSink, VideoSink, open_sink
-from stream_denoise.io.sources import ImageFolderSource, VideoSource, open_source, redact
-
+from stream_denoise.io.sources import (
+    ImageFolderSource,
+    VideoSource,
+    open_source,
+    redact,
+)
 
 # --- fixtures ---------------------------------------------------------------------
 

@@ -1,6 +1,8 @@
 """Tiles for large frames: full coverage, and no seam where tiles meet (CPU, tiles forced small)."""
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -16,7 +18,7 @@ from stream_denoise.tiling import run_tiled, tile_starts
 def test_tiles_cover_everything_with_the_overlap(length: int, tile: int, overlap: int) -> None:
     starts = tile_starts(length, tile, overlap)
     assert starts[0] == 0 and starts[-1] + tile == length
-    for a, b in zip(starts, starts[1:]):
+    for a, b in itertools.pairwise(starts):
         assert b - a <= tile - overlap  # neighbours share at least the overlap
 
 

@@ -10,11 +10,16 @@ import torch
 
 from stream_denoise.cli import main
 from stream_denoise.errors import UsageError
-from stream_denoise.train.config import load_train_config
-from stream_denoise.train.data import PairedFolder
 from stream_denoise.models.attentive_gan import Generator, GeneratorConfig
 from stream_denoise.models.weights import save_generator
-from stream_denoise.train.losses import attention_loss, block_mask, input_relative_weights, multiscale_loss
+from stream_denoise.train.config import load_train_config
+from stream_denoise.train.data import PairedFolder
+from stream_denoise.train.losses import (
+    attention_loss,
+    block_mask,
+    input_relative_weights,
+    multiscale_loss,
+)
 from stream_denoise.train.trainer import Trainer
 from tests.conftest import package_data
 

@@ -10,9 +10,11 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from ..config import load_model, Section
+from ..config import Section, load_model
 from ..degrade import DegradeConfig
 from ..models.attentive_gan import PRESETS, GeneratorConfig
+
+
 class TrainData(Section):
     sources: list[str] = ["builtin"]
     paired: str | None = Field(None, description="folder of real pairs; replaces synthesis")

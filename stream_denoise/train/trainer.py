@@ -11,8 +11,8 @@ import logging
 import math
 import os
 import time
-from dataclasses import replace
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +20,26 @@ import kornia
 import numpy as np
 import torch
 
-from .config import TrainConfig
 from ..denoiser import pick_device
 from ..errors import ModelError, UsageError
 from ..models.attentive_gan import Discriminator, Generator
-from .data import PairedFolder, Sample, SyntheticPairs, load_footage, split_footage, to_tensors
-from .losses import (attention_loss, block_mask, discriminator_loss, generator_adversarial_loss,
-                     input_relative_weights, multiscale_loss)
+from .config import TrainConfig
+from .data import (
+    PairedFolder,
+    Sample,
+    SyntheticPairs,
+    load_footage,
+    split_footage,
+    to_tensors,
+)
+from .losses import (
+    attention_loss,
+    block_mask,
+    discriminator_loss,
+    generator_adversarial_loss,
+    input_relative_weights,
+    multiscale_loss,
+)
 from .perceptual import PerceptualLoss
 
 log = logging.getLogger(__name__)

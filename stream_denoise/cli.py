@@ -54,6 +54,16 @@ RUN_OVERRIDES = {
 }
 
 
+def _sigma(text: str) -> float | str:
+    """A Gaussian sigma flag: a number or 'auto' (range checked by the config)."""
+    if text == "auto":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or 'auto', got {text!r}") from None
+
+
 def _add_run(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "run", help="denoise a video file, image folder, stream URL or the bundled sample",
@@ -79,7 +89,8 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--hwaccel", choices=["none", "cuda", "vaapi", "qsv", "videotoolbox", "d3d11va", "amf"],
                    help="decode on this device, software when unusable [none]")
     g = p.add_argument_group("Gaussian stages (sigma 0 turns a stage off)")
-    g.add_argument("--pre-sigma", type=float, help="pre-filter sigma [0]")
+    g.add_argument("--pre-sigma", type=_sigma,
+                   help="pre-filter sigma, or 'auto': blur only frames with sensor noise [auto]")
     g.add_argument("--pre-ksize", type=int, help="pre-filter kernel size, odd; 0 = from sigma [0]")
     g.add_argument("--post-sigma", type=float, help="post-filter sigma [0]")
     g.add_argument("--post-ksize", type=int, help="post-filter kernel size, odd; 0 = from sigma [0]")
@@ -296,8 +307,9 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--crop", type=int, default=256, help="crop size [256]")
     p.add_argument("--gauss-sigma", type=float, default=1.0,
                    help="sigma of the Gaussian-alone column [1.0]")
-    p.add_argument("--pre-sigma", type=float, default=0.0, help="chain pre-filter sigma [0]")
-    p.add_argument("--post-sigma", type=float, default=0.0, help="chain post-filter sigma [0]")
+    p.add_argument("--pre-sigma", type=_sigma, default="auto",
+                   help="chain pre-filter sigma, or 'auto' (from each frame's noise) [auto]")
+    p.add_argument("--post-sigma", type=_sigma, default=0.0, help="chain post-filter sigma [0]")
     p.add_argument("--seed", type=int, default=0, help="seed of the evaluation set [0]")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N [auto]")
     p.set_defaults(func=_cmd_eval)

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from .config import FilterConfig, GaussianStage, ModelConfig
-from .filters import GaussianBlur
+from .filters import GaussianBlur, NoiseAdaptiveBlur
 from .models.attentive_gan import Generator
 from .models.weights import load_generator
 from .tiling import run_tiled
@@ -78,8 +78,7 @@ class Denoiser:
         if compile != "none":  # "reduce-overhead" captures CUDA graphs for fixed shapes
             self._net = torch.compile(self.generator, mode=None if compile == "default" else compile)
         pre, post = pre or GaussianStage(), post or GaussianStage()
-        self.pre = GaussianBlur(pre.sigma, pre.ksize)
-        self.post = GaussianBlur(post.sigma, post.ksize)
+        self.pre, self.post = _stage(pre), _stage(post)
         self.autocast_dtype = _autocast_dtype(precision, self.device)
         m = self.generator.config.multiple
         self.tile = tile // m * m if tile else 0
@@ -156,6 +155,12 @@ class Denoiser:
                             enabled=self.autocast_dtype is not None):
             out = self._net(x)
         return out.image, out.attention[-1]
+
+
+def _stage(stage: GaussianStage) -> torch.nn.Module:
+    if stage.sigma == "auto":
+        return NoiseAdaptiveBlur(stage.auto_sigma, *stage.auto_noise, ksize=stage.ksize)
+    return GaussianBlur(stage.sigma, stage.ksize)
 
 
 def _to_cpu(x: torch.Tensor) -> torch.Tensor:

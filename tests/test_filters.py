@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from stream_denoise.filters import GaussianBlur, gaussian_blur, kernel_size_for
+from stream_denoise.filters import GaussianBlur, NoiseAdaptiveBlur, estimate_noise, gaussian_blur, kernel_size_for
 from tests.conftest import package_data
 
 
@@ -53,3 +53,32 @@ def test_bad_parameters():
         GaussianBlur(-1.0)
     with pytest.raises(ValueError, match="odd"):
         GaussianBlur(1.0, ksize=4)
+
+
+# --- the noise-adaptive pre-filter (sigma: auto) -------------------------------------
+
+def _tensor(img: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(img).permute(2, 0, 1)[None].float() / 255
+
+
+@pytest.mark.parametrize("sigma", [5.0, 10.0, 20.0])
+def test_noise_estimate_finds_added_gaussian_noise(photo, sigma):
+    clean = estimate_noise(_tensor(photo)).item()
+    rng = np.random.default_rng(0)
+    noisy = np.clip(photo + rng.normal(0, sigma, photo.shape), 0, 255).astype(np.uint8)
+    found = estimate_noise(_tensor(noisy)).item()
+    assert clean < 3.0  # a real photo's own texture reads as little noise
+    # Independent noise per channel averages down in the luma: sigma * |(0.299, 0.587, 0.114)|
+    luma_sigma = sigma * float(np.linalg.norm([0.299, 0.587, 0.114]))
+    assert abs(found - luma_sigma) < 0.15 * luma_sigma + clean, (found, luma_sigma)
+
+
+def test_adaptive_blur_leaves_clean_frames_and_blurs_noisy_ones(photo):
+    rng = np.random.default_rng(1)
+    noisy = np.clip(photo + rng.normal(0, 12, photo.shape), 0, 255).astype(np.uint8)
+    batch = torch.cat([_tensor(photo), _tensor(noisy)])
+    stage = NoiseAdaptiveBlur(0.75, 3.0, 4.0)
+    assert stage.sigmas(batch).tolist() == pytest.approx([0.0, 0.75])
+    out = stage(batch)
+    assert torch.equal(out[0], batch[0])  # untouched, bit for bit
+    assert torch.allclose(out[1:], gaussian_blur(batch[1:], 0.75, stage.ksize), atol=1e-6)

@@ -77,10 +77,14 @@ def evaluate(
     return rows
 
 
-def format_table(rows: Sequence[EvalRow], gauss_sigma: float, pre: float, post: float) -> str:
+def _g(sigma: float | str) -> str:
+    return sigma if isinstance(sigma, str) else f"{sigma:g}"
+
+
+def format_table(rows: Sequence[EvalRow], gauss_sigma: float, pre: float | str, post: float | str) -> str:
     """A Markdown table: PSNR (dB) / SSIM per kind and column, plus the generator's gain."""
     head = (f"| kind | n | input | gaussian σ={gauss_sigma:g} | generator | "
-            f"chain (pre σ={pre:g}, post σ={post:g}) | gain (chain - input) |")
+            f"chain (pre σ={_g(pre)}, post σ={_g(post)}) | gain (chain - input) |")
     lines = [head, "|" + "---|" * 7]
     for r in rows:
         cells = " | ".join(f"{r.psnr[c]:.2f} / {r.ssim[c]:.3f}" for c in COLUMNS)

@@ -65,6 +65,26 @@ def test_gated_generator_starts_near_identity_where_attention_is_off():
         assert torch.equal(generator(x).image, x)
 
 
+def test_gate_dead_zone_keeps_pixels_whose_attention_is_below_the_threshold():
+    """gate_threshold 0.3: attention 0.25 leaves the input untouched, 0.35 does not, and
+    without the dead zone 0.25 does not either."""
+    x = torch.rand(1, 3, 32, 48)
+
+    def output(threshold: float, attention: float) -> torch.Tensor:
+        torch.manual_seed(0)
+        cfg = GeneratorConfig(arn_width=8, steps=2, res_blocks=1, ae_width=8, dilations=(2,),
+                              unshuffle=2, gate_output=True, gate_threshold=threshold)
+        generator = Generator(cfg).eval()
+        torch.nn.init.zeros_(generator.arn.to_map.weight)
+        torch.nn.init.constant_(generator.arn.to_map.bias, attention)
+        with torch.inference_mode():
+            return generator(x).image
+
+    assert torch.equal(output(0.3, 0.25), x)
+    assert (output(0.3, 0.35) - x).abs().max() > 1e-3
+    assert (output(0.0, 0.25) - x).abs().max() > 1e-3
+
+
 @pytest.mark.parametrize("size", [(96, 96), (128, 224), (224, 224)])
 def test_discriminator_any_crop_size(size):
     disc = Discriminator(width=0.5)
@@ -98,3 +118,5 @@ def test_config_rejects_nonsense():
         GeneratorConfig(ae_width=7)
     with pytest.raises(ValueError, match="steps"):
         GeneratorConfig(steps=0)
+    with pytest.raises(ValueError, match="gate_threshold"):
+        GeneratorConfig(gate_threshold=1.0)

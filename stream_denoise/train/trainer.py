@@ -227,11 +227,15 @@ class Trainer:
 
     def init_from(self, name_or_path: str | Path) -> None:
         """Start from a trained generator (bundled name or checkpoint), fresh optimisers:
-        how a shipped model is trained further without shipping optimiser state."""
+        how a shipped model is trained further without shipping optimiser state.
+
+        The config's model may differ from the checkpoint's only where no weights change:
+        an added input skip (it starts as a no-op) or another gate dead zone."""
         from ..models.weights import load_generator
 
         generator, _ = load_generator(name_or_path)
-        grown = replace(generator.config, input_skip=self.config.arch.input_skip)
+        grown = replace(generator.config, input_skip=self.config.arch.input_skip,
+                        gate_threshold=self.config.arch.gate_threshold)
         if grown != self.config.arch:
             raise UsageError(f"{name_or_path} has a different architecture than the config's model")
         missing, _ = self.generator.load_state_dict(generator.state_dict(), strict=False)

@@ -2,8 +2,8 @@
 
 Functional form :func:`gaussian_blur` plus the module :class:`GaussianBlur`, and
 :class:`NoiseAdaptiveBlur`, which blurs only frames whose estimated sensor noise is high.
-The fixed blur follows OpenCV's conventions so that a sigma chosen by eye in OpenCV means the same here:
-``ksize=0`` derives the kernel size from sigma as ``cv2.GaussianBlur`` does for 8-bit
+The fixed blur follows OpenCV's conventions so that a sigma chosen by eye in OpenCV means
+the same here: ``ksize=0`` derives the kernel size from sigma as ``cv2.GaussianBlur`` does for 8-bit
 images (``round(6 * sigma + 1) | 1``), and borders are reflected without repeating the
 edge pixel (``cv2.BORDER_REFLECT_101``, torch's "reflect").
 """

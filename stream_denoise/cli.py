@@ -205,6 +205,11 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                                                    "or checkpoint) with fresh optimisers")
     p.add_argument("--steps", type=int, help="total steps (overrides the config)")
     p.add_argument("--max-minutes", type=float, help="stop (and checkpoint) after this much wall time")
+    p.add_argument("--budget-minutes", type=float,
+                   help="fit the whole run, learning-rate schedule included, into this much wall "
+                        "time (steps set from the speed of the first 50; --steps is the most)")
+    p.add_argument("--data-workers", type=int, metavar="N",
+                   help="synthesise batches in N processes (for a GPU) [config's data.workers]")
     p.add_argument("--device", help="auto, cpu, cuda, cuda:N [auto]")
     p.add_argument("--ray-workers", type=int, metavar="N",
                    help="train on N Ray Train workers (data-parallel); needs 'ray[train]'")
@@ -228,6 +233,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         overrides["steps"] = args.steps
     if args.device:
         overrides["device"] = args.device
+    if args.data_workers is not None:
+        overrides["data.workers"] = args.data_workers
     config = load_train_config(args.config, overrides)
     if args.resume and args.init:
         raise UsageError("--resume and --init exclude each other")
@@ -236,8 +243,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
         result = fit_on_ray(config, args.out, workers=args.ray_workers, use_gpu=args.ray_gpu,
                             address=args.ray_address, resume=args.resume, init=args.init,
-                            max_minutes=args.max_minutes)
-        print(f"step {result['step']}/{config.steps} on {args.ray_workers} Ray workers, best "
+                            max_minutes=args.max_minutes, budget_minutes=args.budget_minutes)
+        print(f"step {result['step']}/{result['total_steps']} on {args.ray_workers} Ray workers, best "
               f"validation PSNR {result['best_val_psnr']:.2f} dB: {args.out}", file=sys.stderr)
         return 0
     trainer = Trainer(config, args.out)
@@ -245,8 +252,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
         trainer.resume(args.resume)
     elif args.init:
         trainer.init_from(args.init)
-    result = trainer.fit(max_minutes=args.max_minutes, progress=not args.quiet and sys.stderr.isatty())
-    print(f"step {result['step']}/{config.steps}, best validation PSNR "
+    result = trainer.fit(max_minutes=args.max_minutes, budget_minutes=args.budget_minutes,
+                         progress=not args.quiet and sys.stderr.isatty())
+    print(f"step {result['step']}/{result['total_steps']}, best validation PSNR "
           f"{result['best_val_psnr']:.2f} dB: {args.out}", file=sys.stderr)
     return 0
 

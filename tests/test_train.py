@@ -178,3 +178,43 @@ def test_input_relative_weights_favour_faintly_damaged_samples() -> None:
     plain = multiscale_loss(outs, clean)
     weighted = multiscale_loss(outs, clean, sample_weights=w)
     assert weighted.item() == pytest.approx(plain.item(), rel=1e-4)  # equal errors: mean weight 1
+
+
+def test_worker_processes_make_the_same_batches_as_the_helper_thread(photos, tmp_path):
+    from stream_denoise.train.batches import BatchMaker
+
+    trainer = Trainer(tiny_config(photos), tmp_path)
+    with BatchMaker(trainer.train_set, trainer.seeds, workers=0) as thread, \
+            BatchMaker(trainer.train_set, trainer.seeds, workers=2) as procs:
+        for step in (0, 1, 2, 5):  # a jump skips ahead, as a resume does
+            a, b = thread.get(step, 8), procs.get(step, 8)
+            assert len(a) == len(b) == 4
+            for x, y in zip(a, b):
+                assert np.array_equal(x.noisy, y.noisy) and np.array_equal(x.clean, y.clean)
+                assert np.array_equal(x.mask, y.mask)
+    assert not np.array_equal(a[0].noisy, trainer.batch(0)[0].noisy)  # steps differ
+
+
+def test_a_time_budget_ends_the_learning_rate_schedule_on_time(photos, tmp_path, monkeypatch):
+    import time
+
+    from stream_denoise.train import trainer as trainer_module
+
+    monkeypatch.setattr(trainer_module, "PROBE_STEPS", 5)
+    cfg = tiny_config(photos, steps=100_000, log_every=5, **{"loss.adversarial": 0.0})
+    trainer = Trainer(cfg, tmp_path)
+    start = time.monotonic()
+    result = trainer.fit(budget_minutes=0.1)
+    took = time.monotonic() - start
+    assert 6 < result["total_steps"] < 100_000
+    # the schedule was fitted to the budget: the run ends at (or, on a loaded machine, just
+    # short of) its fitted end, within the budget plus the final validation and save
+    assert result["step"] >= 0.9 * result["total_steps"]
+    assert took < 0.1 * 60 + 10
+    rows = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    last_lr = [r["lr"] for r in rows if "lr" in r][-1]
+    assert last_lr < cfg.optim.lr * (cfg.optim.min_lr_ratio + 0.05)  # cosine at >= 90 %: near its floor
+    # A resumed budgeted run keeps its own end (and so its learning-rate curve).
+    again = Trainer(cfg, tmp_path / "b")
+    again.resume(tmp_path / "last.pt")
+    assert again.total_steps == result["total_steps"]

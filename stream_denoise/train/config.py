@@ -24,6 +24,7 @@ class TrainData(Section):
     val_fraction: float = Field(0.15, ge=0.0, lt=1.0)
     val_samples: int = Field(48, ge=1, le=10000)
     val_crop: int = Field(256, ge=16, le=2048)
+    workers: int = Field(0, ge=0, le=256, description="synthesis processes (0: one helper thread)")
 
 
 class TrainLoss(Section):
@@ -57,6 +58,7 @@ class TrainConfig(Section):
     steps: int = Field(20000, ge=1)
     seed: int = Field(0, ge=0)
     device: str = "auto"
+    amp: bool = Field(True, description="bfloat16 autocast on CUDA (ignored on the CPU)")
     log_every: int = Field(20, ge=1)
     val_every: int = Field(500, ge=1)
     checkpoint_minutes: float = Field(5.0, gt=0.0)

@@ -22,7 +22,6 @@ def _worker_loop(cfg: dict[str, Any]) -> None:
 
     from .trainer import Trainer
 
-
     ctx = ray.train.get_context()
     trainer = Trainer(TrainConfig.model_validate(cfg["config"]), cfg["out"],
                       rank=ctx.get_world_rank(), world=ctx.get_world_size())
@@ -30,7 +29,7 @@ def _worker_loop(cfg: dict[str, Any]) -> None:
         trainer.resume(cfg["resume"])
     elif cfg["init"]:
         trainer.init_from(cfg["init"])
-    trainer.fit(max_minutes=cfg["max_minutes"])
+    trainer.fit(max_minutes=cfg["max_minutes"], budget_minutes=cfg["budget_minutes"])
 
 
 def _absolute_paths(config: TrainConfig) -> TrainConfig:
@@ -46,7 +45,7 @@ def _absolute_paths(config: TrainConfig) -> TrainConfig:
 def fit_on_ray(
     config: TrainConfig, out_dir: str | Path, *, workers: int, use_gpu: bool = False,
     address: str | None = None, resume: str | None = None, init: str | None = None,
-    max_minutes: float | None = None,
+    max_minutes: float | None = None, budget_minutes: float | None = None,
 ) -> dict[str, Any]:
     """Train with ``workers`` Ray Train workers; returns rank 0's final step and best PSNR."""
     try:
@@ -67,7 +66,8 @@ def fit_on_ray(
             _worker_loop,
             train_loop_config={"config": config.model_dump(mode="json"), "out": str(out),
                                "resume": resume and str(Path(resume).resolve()),
-                               "init": init, "max_minutes": max_minutes},
+                               "init": init, "max_minutes": max_minutes,
+                               "budget_minutes": budget_minutes},
             scaling_config=ScalingConfig(num_workers=workers, use_gpu=use_gpu),
             run_config=RunConfig(name="stream-denoise", storage_path=str(out / "ray")),
         )
@@ -80,4 +80,5 @@ def fit_on_ray(
     import torch
 
     final = torch.load(out / "last.pt", map_location="cpu", weights_only=True)  # rank 0's
-    return {"step": int(final["step"]), "best_val_psnr": float(final["best_psnr"])}
+    return {"step": int(final["step"]), "total_steps": int(final.get("total_steps", config.steps)),
+            "best_val_psnr": float(final["best_psnr"])}

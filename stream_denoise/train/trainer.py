@@ -1,8 +1,10 @@
 """The AttentiveGAN trainer: the paper's losses, checkpoints that resume exactly, logs.
 
-Batches are a pure function of ``(seed, step)`` and are built one step ahead on a helper
-thread (degradation is NumPy/OpenCV work that releases the GIL), so a resumed run sees the
-same data as an uninterrupted one and the CPU is not idle while batches are made.
+Batches are a pure function of ``(seed, step)`` and are made ahead of the model
+(:mod:`.batches`: a helper thread, or worker processes for a GPU), so a resumed run sees
+the same data as an uninterrupted one and the model does not wait for synthesis.
+On CUDA the step runs under bfloat16 autocast, channels_last, with cuDNN's autotuner
+(fast, not bit-reproducible); on the CPU it is float32 and deterministic.
 """
 from __future__ import annotations
 
@@ -11,7 +13,6 @@ import logging
 import math
 import os
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ import torch
 from ..denoiser import pick_device
 from ..errors import ModelError, UsageError
 from ..models.attentive_gan import Discriminator, Generator
+from .batches import BatchMaker
 from .config import TrainConfig
 from .data import (
     PairedFolder,
@@ -43,6 +45,8 @@ from .losses import (
 from .perceptual import PerceptualLoss
 
 log = logging.getLogger(__name__)
+
+PROBE_STEPS = 50  # a time budget sets the step count from the speed over this many steps
 
 
 def psnr_ssim(output: torch.Tensor, target: torch.Tensor) -> tuple[float, float]:
@@ -70,15 +74,22 @@ class Trainer:
         self.out = Path(out_dir)
         self.out.mkdir(parents=True, exist_ok=True)
         self.device = pick_device(config.device)
+        self.cuda = self.device.type == "cuda"
+        self.amp = config.amp and self.cuda
         torch.manual_seed(config.seed)
         self.generator = Generator(config.arch).to(self.device)
         self.discriminator = Discriminator(config.disc_width).to(self.device)
+        if self.cuda:
+            torch.backends.cudnn.benchmark = True  # fixed crop size: autotune once
+            self.generator.to(memory_format=torch.channels_last)
+            self.discriminator.to(memory_format=torch.channels_last)
         opt = config.optim
         self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=opt.lr, betas=opt.betas)
         self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=opt.d_lr, betas=opt.betas)
         self.perceptual = PerceptualLoss.from_config(config.loss, self.device)
         self.train_set, self.val_samples = self._datasets()
         self.step = 0
+        self.total_steps = config.steps  # lowered by a time budget (fit), kept in checkpoints
         self.best_psnr = -math.inf
 
     # -- data -------------------------------------------------------------------------
@@ -96,11 +107,13 @@ class Trainer:
         val = [val_src.sample((self.config.seed, 1_000_000_007, i)) for i in range(d.val_samples)]
         return train, val
 
-    def batch(self, step: int) -> list[Sample]:
-        """This rank's share of the batch at ``step`` (all of it with one process)."""
+    def seeds(self, step: int) -> list[tuple[int, int, int]]:
+        """Sample seeds of this rank's share of the batch at ``step`` (all of it with one process)."""
         share = self.config.batch_size // self.world
-        return [self.train_set.sample((self.config.seed, step, j))
-                for j in range(self.rank * share, (self.rank + 1) * share)]
+        return [(self.config.seed, step, j) for j in range(self.rank * share, (self.rank + 1) * share)]
+
+    def batch(self, step: int) -> list[Sample]:
+        return [self.train_set.sample(s) for s in self.seeds(step)]
 
     def lr_factor(self, step: int) -> float:
         """Learning-rate multiplier at ``step``: a function of the step alone, so there is
@@ -108,7 +121,7 @@ class Trainer:
         o = self.config.optim
         if o.schedule == "constant":
             return 1.0
-        progress = min(1.0, step / max(1, self.config.steps))
+        progress = min(1.0, step / max(1, self.total_steps))
         return o.min_lr_ratio + (1 - o.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
     def _set_lr(self) -> float:
@@ -122,35 +135,37 @@ class Trainer:
     def train_step(self, samples: list[Sample]) -> dict[str, float]:
         c = self.config.loss
         lr = self._set_lr()
-        noisy, clean, mask = (t.to(self.device) for t in to_tensors(samples))
+        noisy, clean, mask = (self._on_device(t) for t in to_tensors(samples))
         mask = block_mask(mask, self.generator.config.unshuffle)
         self.generator.train()
-        out = self.generator(noisy)
-        l_att = attention_loss(out.attention, mask, c.theta)
-        weights = input_relative_weights(noisy, clean) if c.sample_weighting == "input_relative" else None
-        l_ms = multiscale_loss((out.side4, out.side2, out.image), clean, c.multiscale, weights)
-        loss_g = l_att + l_ms
-        stats = {"att_loss": l_att.item(), "ms_loss": l_ms.item(), "lr": lr}
-        if self.perceptual is not None:
-            l_p = self.perceptual(out.image, clean)
-            loss_g = loss_g + c.perceptual * l_p
-            stats["perceptual_loss"] = l_p.item()
-        adversarial = c.adversarial > 0 and self.step >= c.adversarial_from_step
-        if adversarial:
-            fake_logit, _ = self.discriminator(out.image)
-            l_adv = generator_adversarial_loss(fake_logit)
-            loss_g = loss_g + c.adversarial * l_adv
-            stats["adv_loss"] = l_adv.item()
+        with self._autocast():
+            out = self.generator(noisy)
+            l_att = attention_loss(out.attention, mask, c.theta)
+            weights = input_relative_weights(noisy, clean) if c.sample_weighting == "input_relative" else None
+            l_ms = multiscale_loss((out.side4, out.side2, out.image), clean, c.multiscale, weights)
+            loss_g = l_att + l_ms
+            stats = {"att_loss": l_att.item(), "ms_loss": l_ms.item(), "lr": lr}
+            if self.perceptual is not None:
+                l_p = self.perceptual(out.image, clean)
+                loss_g = loss_g + c.perceptual * l_p
+                stats["perceptual_loss"] = l_p.item()
+            adversarial = c.adversarial > 0 and self.step >= c.adversarial_from_step
+            if adversarial:
+                fake_logit, _ = self.discriminator(out.image)
+                l_adv = generator_adversarial_loss(fake_logit)
+                loss_g = loss_g + c.adversarial * l_adv
+                stats["adv_loss"] = l_adv.item()
         self.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         self._average_gradients(self.generator)
         self.opt_g.step()
         stats["g_loss"] = loss_g.item()
         if adversarial:
-            real_logit, real_map = self.discriminator(clean)
-            fake_logit, fake_map = self.discriminator(out.image.detach())
-            loss_d = discriminator_loss(real_logit, fake_logit, real_map, fake_map,
-                                        out.attention[-1].detach(), c.gamma)
+            with self._autocast():
+                real_logit, real_map = self.discriminator(clean)
+                fake_logit, fake_map = self.discriminator(out.image.detach())
+                loss_d = discriminator_loss(real_logit, fake_logit, real_map, fake_map,
+                                            out.attention[-1].detach(), c.gamma)
             self.opt_d.zero_grad(set_to_none=True)
             loss_d.backward()
             self._average_gradients(self.discriminator)
@@ -158,6 +173,14 @@ class Trainer:
             stats["d_loss"] = loss_d.item()
         self.step += 1
         return stats
+
+    def _on_device(self, t: torch.Tensor) -> torch.Tensor:
+        t = t.to(self.device, non_blocking=True)
+        return t.contiguous(memory_format=torch.channels_last) if self.cuda else t
+
+    def _autocast(self) -> torch.autocast:
+        """bfloat16 on CUDA (its range needs no loss scaling); a no-op elsewhere."""
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp)
 
     def _average_gradients(self, module: torch.nn.Module) -> None:
         if self.world == 1:
@@ -169,15 +192,19 @@ class Trainer:
                 dist.all_reduce(p.grad)
                 p.grad /= self.world
 
-    def _all_agree(self, flag: bool) -> bool:
-        """Rank 0's decision for every rank (wall-clock stops must not split the ranks)."""
+    def _from_rank0(self, value: int) -> int:
+        """Rank 0's value on every rank (wall-clock decisions must not split the ranks)."""
         if self.world == 1:
-            return flag
+            return value
         import torch.distributed as dist
 
-        t = torch.tensor([int(flag)])
+        on = self.device if dist.get_backend() == "nccl" else "cpu"  # NCCL moves CUDA tensors only
+        t = torch.tensor([value], device=on)
         dist.broadcast(t, 0)
-        return bool(t.item())
+        return int(t.item())
+
+    def _all_agree(self, flag: bool) -> bool:
+        return bool(self._from_rank0(int(flag)))
 
     @torch.inference_mode()
     def validate(self) -> dict[str, float]:
@@ -198,7 +225,7 @@ class Trainer:
             "generator": self.generator.state_dict(),
             "discriminator": self.discriminator.state_dict(),
             "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
-            "step": self.step, "best_psnr": self.best_psnr,
+            "step": self.step, "total_steps": self.total_steps, "best_psnr": self.best_psnr,
             "arch": self.config.arch.to_dict(),
             "train_config": self.config.model_dump(mode="json"),
             "torch_rng": torch.get_rng_state(),
@@ -223,6 +250,9 @@ class Trainer:
         self.opt_g.load_state_dict(blob["opt_g"])
         self.opt_d.load_state_dict(blob["opt_d"])
         self.step, self.best_psnr = int(blob["step"]), float(blob["best_psnr"])
+        # a run that a time budget shortened keeps its own end (and so its lr curve)
+        saved, planned = blob.get("total_steps"), blob["train_config"]["steps"]
+        self.total_steps = int(saved) if saved is not None and saved < planned else self.config.steps
         torch.set_rng_state(blob["torch_rng"])
 
     def init_from(self, name_or_path: str | Path) -> None:
@@ -244,50 +274,82 @@ class Trainer:
                      name_or_path, ", ".join(missing))
 
     # -- the loop ---------------------------------------------------------------------
-    def fit(self, *, max_minutes: float | None = None, progress: bool = False) -> dict[str, Any]:
-        """Train until ``config.steps`` (or ``max_minutes`` of wall time, for chunked runs)."""
+    def fit(self, *, max_minutes: float | None = None, budget_minutes: float | None = None,
+            progress: bool = False) -> dict[str, Any]:
+        """Train until ``config.steps``, or stop after ``max_minutes`` of wall time (a chunk
+        of a longer run), or fit the whole run into ``budget_minutes``: after PROBE_STEPS
+        steps the step count is set from the measured speed, so the learning-rate schedule
+        ends on time (a lent GPU for a fixed time)."""
         from tqdm import tqdm
 
         c = self.config
         lead = self.rank == 0
         log_path = self.out / "log.jsonl"
         started = last_ckpt = time.monotonic()
-        bar = tqdm(total=c.steps, initial=self.step, disable=not (progress and lead), unit="step")
-        with ThreadPoolExecutor(1, thread_name_prefix="sd-batches") as pool, \
+        probe: tuple[int, float] | None = None  # (step, time) once the first step (warm-up) is done
+        refitted = False
+        if budget_minutes is not None:
+            max_minutes = budget_minutes if max_minutes is None else min(max_minutes, budget_minutes)
+        bar = tqdm(total=self.total_steps, initial=self.step, disable=not (progress and lead), unit="step")
+        with BatchMaker(self.train_set, self.seeds, c.data.workers) as batches, \
                 (log_path.open("a") if lead else open(os.devnull, "w")) as logf:
-            pending = pool.submit(self.batch, self.step)
-            while self.step < c.steps:
-                samples = pending.result()
-                if self.step + 1 < c.steps:
-                    pending = pool.submit(self.batch, self.step + 1)
+            while self.step < self.total_steps:
+                samples = batches.get(self.step, self.total_steps)
                 t0 = time.monotonic()
                 stats = self.train_step(samples)
                 record: dict[str, Any] = {}
-                if self.step % c.log_every == 0 or self.step == c.steps:
-                    record = {"step": self.step, **stats, "sec_per_step": time.monotonic() - t0}
-                if lead and (self.step % c.val_every == 0 or self.step == c.steps):
-                    val = self.validate()
-                    record = {"step": self.step, **stats, **{f"val_{k}": v for k, v in val.items()}}
-                    if val["psnr"] > self.best_psnr:
-                        self.best_psnr = val["psnr"]
-                        self.save("best.pt", {"step": self.step, **val})
+                # Fit the step count to the budget after PROBE_STEPS, then once more from the
+                # longer average a quarter of the way in (start-up noise skews the first).
+                if budget_minutes is not None and probe and (
+                        self.step == probe[0] + PROBE_STEPS
+                        or (not refitted and time.monotonic() - started > budget_minutes * 15)):
+                    refitted = self.step > probe[0] + PROBE_STEPS
+                    rate = self._fit_to_budget(budget_minutes * 60, started, *probe)
+                    bar.total = self.total_steps
+                    record = {"step": self.step, "budget_steps_per_s": rate, "budget_total_steps": self.total_steps}
+                last = self.step == self.total_steps
+                if self.step % c.log_every == 0 or last:
+                    record |= {"step": self.step, **stats, "sec_per_step": time.monotonic() - t0}
+                if lead and (self.step % c.val_every == 0 or last):
+                    record |= {"step": self.step, **stats, **self._validate_and_keep_best()}
                 if record:
                     record["elapsed_s"] = round(time.monotonic() - started, 1)
                     logf.write(json.dumps(record) + "\n")
                     logf.flush()
                 bar.update(1)
                 now = time.monotonic()
+                probe = probe or (self.step, now)
                 if lead and now - last_ckpt > c.checkpoint_minutes * 60:
                     self.save("last.pt")
                     last_ckpt = now
                 if self._all_agree(max_minutes is not None and now - started > max_minutes * 60):
+                    if lead and self.step % c.val_every:  # stopped early: validate where it stopped
+                        record = {"step": self.step, **self._validate_and_keep_best(),
+                                  "elapsed_s": round(time.monotonic() - started, 1)}
+                        logf.write(json.dumps(record) + "\n")
                     break
-            pending.cancel()
         bar.close()
         if lead:
             self.save("last.pt")
             plot_log(log_path, self.out / "curves.png")
-        return {"step": self.step, "best_val_psnr": self.best_psnr}
+        return {"step": self.step, "total_steps": self.total_steps, "best_val_psnr": self.best_psnr}
+
+    def _validate_and_keep_best(self) -> dict[str, float]:
+        val = self.validate()
+        if val["psnr"] > self.best_psnr:
+            self.best_psnr = val["psnr"]
+            self.save("best.pt", {"step": self.step, **val})
+        return {f"val_{k}": v for k, v in val.items()}
+
+    def _fit_to_budget(self, budget_s: float, started: float, probe_from: int, probe_start: float) -> float:
+        """Set ``total_steps`` from the speed since the probe began; returns steps/s."""
+        now = time.monotonic()
+        rate = (self.step - probe_from) / max(now - probe_start, 1e-9)
+        # 5 % kept for validation, checkpoints and the final save
+        fits = self.step + int(rate * (budget_s - (now - started)) * 0.95)
+        self.total_steps = self._from_rank0(max(self.step, min(self.config.steps, fits)))
+        log.info("time budget: %.1f steps/s, so %d steps in all", rate, self.total_steps)
+        return round(rate, 2)
 
 
 def plot_log(log_path: Path, png: Path) -> Path | None:

@@ -21,6 +21,10 @@ scaled, x264 CRF 18). Rows (frames per second):
 With --levers (first size only): the lite generator alone at batch 4, plain float32 vs
 channels_last vs ONNX Runtime (when installed) vs torch.compile (with --compile).
 
+On a CUDA machine the same rows run on the GPU (the Denoiser's default: float16 autocast),
+the roof is a large float16 matmul on the GPU, --e2e-presets paper adds the paper preset
+end to end (its untrained weights: speed only), and --no-peers skips the CPU peers.
+
 Quality: PSNR gain over the degraded input on a held-out clip (the last --quality-frames
 frames of bikes.mp4, degraded frame by frame with --quality-kinds) for ours and for each
 peer, so each speed ratio sits next to what it buys.
@@ -80,29 +84,45 @@ def decoded(clip: Path) -> np.ndarray:
         return np.stack([f.image for f in src])
 
 
-def peak_gflops(seconds: float = 2.0) -> float:
-    """This machine's float32 matmul rate: the roof the model's GFLOP/s is measured against."""
-    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+def peak_gflops(device: str = "cpu", seconds: float = 2.0) -> float:
+    """The matmul rate the model's GFLOP/s is measured against: float32 on the CPU, float16
+    (what the Denoiser runs there) on a GPU."""
+    n = 2048 if device == "cpu" else 8192
+    dtype = torch.float32 if device == "cpu" else torch.float16
+    a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
+    sync = torch.cuda.synchronize if device != "cpu" else (lambda: None)
     a @ b
-    n, start = 0, time.perf_counter()
+    sync()
+    count, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
         a @ b
-        n += 1
-    return 2 * 2048**3 * n / (time.perf_counter() - start) / 1e9
+        count += 1
+        sync()
+    return 2 * n**3 * count / (time.perf_counter() - start) / 1e9
 
 
 def gflop_per_frame(generator: Generator, height: int, width: int) -> float:
     from torch.utils.flop_counter import FlopCounterMode
 
     m = generator.config.multiple
-    x = torch.rand(1, 3, -(-height // m) * m, -(-width // m) * m)
+    device = "cuda" if torch.cuda.is_available() else "cpu"  # the paper preset at 1080p is slow on a CPU
+    x = torch.rand(1, 3, -(-height // m) * m, -(-width // m) * m, device=device)
     with torch.inference_mode(), FlopCounterMode(display=False) as counter:
-        generator(x)
+        generator.to(device)(x)
     return counter.get_total_flops() / 1e9
 
 
+def denoiser(preset: str) -> Denoiser:
+    """The bundled weights where they exist; else the preset's untrained weights (same speed)."""
+    from stream_denoise.models.weights import BUNDLED_NAMES, bundled_path
+
+    if preset in BUNDLED_NAMES and bundled_path(preset).is_file():
+        return Denoiser.from_pretrained(preset)
+    return Denoiser(Generator(PRESETS[preset]))
+
+
 def model_only(preset: str, frames: np.ndarray, batch: int, repeats: int = 3) -> float:
-    den = Denoiser.from_pretrained("lite") if preset == "lite" else Denoiser(Generator(PRESETS[preset]))
+    den = denoiser(preset)
     chunk = frames[:batch]
     den(chunk)  # warm-up
     times = []
@@ -280,7 +300,9 @@ def markdown(report: dict) -> str:
     """The README's tables from a suite JSON (so every figure there comes from a run)."""
     m = report["machine"]
     lines = [(f"Machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']} ({m['torch_threads']} "
-              f"threads), measured fp32 matmul peak {m['peak_gflops_fp32']} GFLOP/s."), ""]
+              f"threads), measured fp32 matmul peak {m['peak_gflops_fp32']} GFLOP/s"
+              + (f"; {m['gpu']}, measured fp16 matmul peak {m['peak_gflops_gpu_fp16']} GFLOP/s."
+                 if "gpu" in m else ".")), ""]
     sizes = list(report["sizes"])
     rows = list(dict.fromkeys(k for size in sizes for k in report["sizes"][size]["fps"]))
     lines += ["| fps | " + " | ".join(sizes) + " |", "|---|" + "---|" * len(sizes)]
@@ -289,8 +311,9 @@ def markdown(report: dict) -> str:
         lines.append(f"| {row} | " + " | ".join(cells) + " |")
     for key in ("pipeline_efficiency", "ours_vs_naive"):
         lines.append(f"| **{key}** | " + " | ".join(str(report["sizes"][s][key]) for s in sizes) + " |")
-    for key, label in (("gflop_per_frame", "GFLOP/frame"), ("achieved_gflops", "GFLOP/s achieved")):
-        for preset in report["sizes"][sizes[0]][key]:
+    for key, label in (("gflop_per_frame", "GFLOP/frame"), ("achieved_gflops", "GFLOP/s achieved"),
+                       ("share_of_peak", "share of the matmul peak")):
+        for preset in report["sizes"][sizes[0]].get(key, {}):
             lines.append(f"| {preset} {label} | "
                          + " | ".join(str(report["sizes"][s][key][preset]) for s in sizes) + " |")
     peers = list(report["sizes"][sizes[0]]["ours_vs_peer"])
@@ -320,6 +343,9 @@ def main() -> None:
     p.add_argument("--levers", action="store_true",
                    help="at the first size, time CPU levers (channels_last, ONNX Runtime)")
     p.add_argument("--compile", action="store_true", help="with --levers, also torch.compile")
+    p.add_argument("--e2e-presets", nargs="+", default=["lite"],
+                   help="models timed end to end (e2e_local is the first)")
+    p.add_argument("--no-peers", action="store_true", help="skip the OpenCV/FFmpeg peers")
     p.add_argument("--quality-kinds", default="raindrops,snow,gaussian,salt_pepper")
     p.add_argument("--quality-frames", type=int, default=24, help="held-out clip length for quality")
     p.add_argument("--json", type=Path)
@@ -328,12 +354,15 @@ def main() -> None:
     if args.markdown:
         print(markdown(json.loads(args.markdown.read_text())))
         return
-    have_ffmpeg = shutil.which("ffmpeg") is not None
-    report: dict = {"machine": {"cpu": platform.processor() or platform.machine(),
-                                "cores": os.cpu_count(), "torch": torch.__version__,
-                                "torch_threads": torch.get_num_threads(),
-                                "peak_gflops_fp32": round(peak_gflops(), 1)},
-                    "sizes": {}}
+    have_ffmpeg = shutil.which("ffmpeg") is not None and not args.no_peers
+    gpu = torch.cuda.is_available()
+    machine = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+               "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+               "peak_gflops_fp32": round(peak_gflops(), 1)}
+    if gpu:
+        machine.update(gpu=torch.cuda.get_device_name(), peak_gflops_gpu_fp16=round(peak_gflops("cuda"), 1))
+    report: dict = {"machine": machine, "sizes": {}}
+    roof = machine.get("peak_gflops_gpu_fp16", machine["peak_gflops_fp32"])
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         for size in args.sizes:
@@ -347,16 +376,19 @@ def main() -> None:
                 flops[preset] = gflop_per_frame(Generator(PRESETS[preset]), h, w)
                 for b in args.paper_batches if preset == "paper" else args.batches:
                     rows[f"model_{preset}_b{b}"] = model_only(
-                        preset, frames, b, repeats=1 if preset == "paper" else 3)
+                        preset, frames, b, repeats=1 if preset == "paper" and not gpu else 3)
             if args.levers and size == args.sizes[0]:
                 rows.update(levers(frames, 4, tmp, args.compile))
-            rows["e2e_local"] = e2e(clip, tmp / "local.mp4", {})
+            for i, preset in enumerate(args.e2e_presets):
+                rows["e2e_local" if i == 0 else f"e2e_local_{preset}"] = e2e(
+                    clip, tmp / "local.mp4", {}, model=None if preset == "lite" else denoiser(preset))
             if args.ray:
                 cores = os.cpu_count() or 1
                 rows["e2e_ray"] = e2e(clip, tmp / "ray.mp4", {
                     "executor.kind": "ray", "executor.workers": cores, "executor.cpus_per_worker": 1})
             rows["naive"] = naive(clip, tmp / "naive.mp4")
-            rows["opencv_nlmeans"] = cv2_peer(frames[: max(5, args.frames // 10)])
+            if not args.no_peers:
+                rows["opencv_nlmeans"] = cv2_peer(frames[: max(5, args.frames // 10)])
             if have_ffmpeg:
                 for name, vf in FFMPEG_FILTERS.items():
                     rows[name] = ffmpeg_peer(clip, tmp / f"{name}.mp4", vf, len(frames))
@@ -366,12 +398,16 @@ def main() -> None:
                 "gflop_per_frame": {k: round(v, 2) for k, v in flops.items()},
                 "achieved_gflops": {pr: round(flops[pr] * max(
                     v for k, v in rows.items() if k.startswith(f"model_{pr}_")), 1) for pr in flops},
+                "share_of_peak": {pr: round(flops[pr] * max(
+                    v for k, v in rows.items() if k.startswith(f"model_{pr}_")) / roof, 3) for pr in flops},
                 "pipeline_efficiency": round(rows["e2e_local"] / min(rows["io_ceiling"], best_model), 3),
                 "ours_vs_naive": round(rows["e2e_local"] / rows["naive"], 2),
                 "ours_vs_peer": {k: round(rows["e2e_local"] / rows[k], 2) for k in rows
                                  if k in ("opencv_nlmeans", *FFMPEG_FILTERS)},
             }
             print(json.dumps({size: report["sizes"][size]}), flush=True)
+            if args.json:  # after each size: a run stopped by a time limit keeps what it measured
+                args.json.write_text(json.dumps(report, indent=1) + "\n")
         kinds = [k.strip() for k in args.quality_kinds.split(",") if k.strip()]
         if kinds and have_ffmpeg:
             report["psnr_gain_db"] = quality(kinds, args.quality_frames, tmp / "quality")

@@ -76,7 +76,7 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
                         "folder for many inputs (a camera list's own folder if left out)")
     p.add_argument("--config", help="YAML config file (see configs/default.yaml)")
     g = p.add_argument_group("model")
-    g.add_argument("--model", help="bundled model name (lite, paper) or checkpoint path [lite]")
+    g.add_argument("--model", help="bundled model name (lite) or checkpoint path [lite]")
     g.add_argument("--device", help="auto, cpu, cuda, cuda:N [auto]")
     g.add_argument("--precision", choices=["auto", "fp32", "fp16", "bf16"],
                    help="inference precision; auto = fp16 on CUDA, fp32 on CPU [auto]")

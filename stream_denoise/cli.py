@@ -317,6 +317,8 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
                    help="sigma of the Gaussian-alone column [1.0]")
     p.add_argument("--pre-sigma", type=_sigma, default="auto",
                    help="chain pre-filter sigma, or 'auto' (from each frame's noise) [auto]")
+    p.add_argument("--auto-sigma", type=float,
+                   help="the sigma the 'auto' pre-filter reaches on noisy frames [0.75]")
     p.add_argument("--post-sigma", type=_sigma, default=0.0, help="chain post-filter sigma [0]")
     p.add_argument("--seed", type=int, default=0, help="seed of the evaluation set [0]")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N [auto]")
@@ -345,9 +347,10 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         sets = synthetic_eval_set(held_out or [im for _, im in footage], kinds,
                                   samples=args.samples, crop=args.crop, seed=args.seed)
     try:
-        pre, post = GaussianStage(sigma=args.pre_sigma), GaussianStage(sigma=args.post_sigma)
+        auto = {} if args.auto_sigma is None else {"auto_sigma": args.auto_sigma}
+        pre, post = GaussianStage(sigma=args.pre_sigma, **auto), GaussianStage(sigma=args.post_sigma)
     except ValueError as e:
-        raise UsageError(f"--pre-sigma/--post-sigma: {e}") from None
+        raise UsageError(f"--pre-sigma/--auto-sigma/--post-sigma: {e}") from None
     rows = evaluate(generator, sets, gauss_sigma=args.gauss_sigma, pre=pre, post=post,
                     device=args.device)
     print(format_table(rows, args.gauss_sigma, args.pre_sigma, args.post_sigma))

@@ -165,6 +165,28 @@ def test_eval_table_has_a_row_per_kind_and_every_stage(photos, tmp_path, capsys)
     assert gauss > inp + 1
 
 
+def test_eval_auto_sigma_sets_how_hard_auto_blurs_noisy_frames(photos, tmp_path, capsys):
+    from stream_denoise.models.attentive_gan import Generator, GeneratorConfig
+    from stream_denoise.models.weights import save_generator
+
+    torch.manual_seed(0)
+    ckpt = save_generator(tmp_path / "g.safetensors", Generator(GeneratorConfig(**TINY)))
+    args = ["eval", "--model", str(ckpt), "--data", str(photos), "--kinds", "gaussian",
+            "--samples", "3", "--crop", "64"]
+
+    def chain_and_generator(*extra: str) -> tuple[str, str]:
+        assert main([*args, *extra]) == 0
+        cells = [c.strip() for c in capsys.readouterr().out.splitlines()[2].split("|")]
+        return cells[6], cells[5]
+
+    chain, generator = chain_and_generator("--auto-sigma", "0")
+    assert chain == generator  # auto with sigma 0 never blurs: the chain is the generator
+    chain, generator = chain_and_generator("--auto-sigma", "1.5")
+    assert chain != generator  # Gaussian noise reads as noisy: auto blurs it
+    assert main([*args, "--auto-sigma", "-1"]) == 2
+    assert "--auto-sigma" in capsys.readouterr().err
+
+
 def test_input_relative_weights_favour_faintly_damaged_samples() -> None:
     clean = torch.zeros(3, 3, 8, 8)
     noisy = clean.clone()

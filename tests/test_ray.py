@@ -166,3 +166,22 @@ def test_ray_train_two_workers_match_one_process(tmp_path):
         torch.testing.assert_close(distributed["generator"][name], w, rtol=1e-4, atol=1e-5)
     steps = [json.loads(line)["step"] for line in (tmp_path / "ray" / "log.jsonl").open()]
     assert steps == sorted(set(steps))  # one writer: rank 0
+
+
+def test_ray_train_fits_a_time_budget_on_every_rank(tmp_path):
+    """A time budget on 2 Ray Train workers: rank 0's clock sets the step count for both
+    (if the ranks decided apart, one would wait forever in a collective)."""
+    pytest.importorskip("ray.train.torch")
+    from stream_denoise.train.distributed import fit_on_ray
+
+    from .test_train import tiny_config
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "chelsea.png").write_bytes(conftest.package_data("skimage", "data", "chelsea.png").read_bytes())
+    config = tiny_config(photos, steps=100_000, log_every=10, **{"loss.adversarial": 0.0})
+    result = fit_on_ray(config, tmp_path / "ray", workers=2, budget_minutes=0.4)
+    assert 50 < result["total_steps"] < 100_000
+    assert result["step"] >= 0.9 * result["total_steps"]
+    rows = [json.loads(line) for line in (tmp_path / "ray" / "log.jsonl").open()]
+    assert sum("budget_total_steps" in r for r in rows) >= 1

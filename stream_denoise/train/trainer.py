@@ -299,8 +299,9 @@ class Trainer:
                 stats = self.train_step(samples)
                 record: dict[str, Any] = {}
                 # Fit the step count to the budget after PROBE_STEPS, then once more from the
-                # longer average a quarter of the way in (start-up noise skews the first).
-                if budget_minutes is not None and probe and (
+                # longer average a quarter of the way in (start-up noise skews the first);
+                # rank 0's clock decides, so every rank joins the same broadcast.
+                if budget_minutes is not None and probe and self._all_agree(
                         self.step == probe[0] + PROBE_STEPS
                         or (not refitted and time.monotonic() - started > budget_minutes * 15)):
                     refitted = self.step > probe[0] + PROBE_STEPS

@@ -42,6 +42,7 @@ RUN_OVERRIDES = {
     "cpus_per_worker": "executor.cpus_per_worker",
     "gpus_per_worker": "executor.gpus_per_worker",
     "ray_address": "executor.address",
+    "impulse": "filters.impulse",
     "pre_sigma": "filters.pre.sigma",
     "pre_ksize": "filters.pre.ksize",
     "post_sigma": "filters.post.sigma",
@@ -88,7 +89,10 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
                    help="torch.compile the generator; reduce-overhead = CUDA graphs [none]")
     g.add_argument("--hwaccel", choices=["none", "cuda", "vaapi", "qsv", "videotoolbox", "d3d11va", "amf"],
                    help="decode on this device, software when unusable [none]")
-    g = p.add_argument_group("Gaussian stages (sigma 0 turns a stage off)")
+    g = p.add_argument_group("filters (a Gaussian sigma of 0 turns its stage off)")
+    g.add_argument("--impulse", action=argparse.BooleanOptionalAction,
+                   help="first replace isolated black/white values (salt-and-pepper, dead "
+                        "and hot pixels) by their 3x3 median [on]")
     g.add_argument("--pre-sigma", type=_sigma,
                    help="pre-filter sigma, or 'auto': blur only frames with sensor noise [auto]")
     g.add_argument("--pre-ksize", type=int, help="pre-filter kernel size, odd; 0 = from sigma [0]")
@@ -320,6 +324,8 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--auto-sigma", type=float,
                    help="the sigma the 'auto' pre-filter reaches on noisy frames [0.75]")
     p.add_argument("--post-sigma", type=_sigma, default=0.0, help="chain post-filter sigma [0]")
+    p.add_argument("--impulse", action=argparse.BooleanOptionalAction, default=True,
+                   help="chain: the switching median for impulses before the pre-filter [on]")
     p.add_argument("--seed", type=int, default=0, help="seed of the evaluation set [0]")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N [auto]")
     p.set_defaults(func=_cmd_eval)
@@ -352,8 +358,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     except ValueError as e:
         raise UsageError(f"--pre-sigma/--auto-sigma/--post-sigma: {e}") from None
     rows = evaluate(generator, sets, gauss_sigma=args.gauss_sigma, pre=pre, post=post,
-                    device=args.device)
-    print(format_table(rows, args.gauss_sigma, args.pre_sigma, args.post_sigma))
+                    impulse=args.impulse, device=args.device)
+    print(format_table(rows, args.gauss_sigma, args.pre_sigma, args.post_sigma, impulse=args.impulse))
     return 0
 
 

@@ -75,6 +75,10 @@ class FilterConfig(Section):
     # frames what it gains on noisy ones, so the default blurs only frames that are noisy.
     pre: GaussianStage = GaussianStage(sigma="auto")
     post: GaussianStage = GaussianStage()
+    # Impulses (salt-and-pepper, dead and hot pixels) go to a switching median before the
+    # pre-filter: light impulse noise does not read as noisy to `auto` (README).
+    impulse: bool = Field(True, description="replace isolated black/white values by their "
+                                            "3x3 median before the pre-filter")
 
 
 class ModelConfig(Section):

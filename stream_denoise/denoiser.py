@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from .config import FilterConfig, GaussianStage, ModelConfig
-from .filters import GaussianBlur, NoiseAdaptiveBlur
+from .filters import GaussianBlur, NoiseAdaptiveBlur, remove_impulses
 from .models.attentive_gan import Generator
 from .models.weights import load_generator
 from .tiling import run_tiled
@@ -52,7 +52,7 @@ def _autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
 
 
 class Denoiser:
-    """Pre-filter -> generator -> post-filter.
+    """Pre-filter -> generator -> post-filter; ``impulse`` adds a switching median first.
 
     Example:
         >>> den = Denoiser.from_pretrained("lite")            # doctest: +SKIP
@@ -65,6 +65,7 @@ class Denoiser:
         *,
         pre: GaussianStage | None = None,
         post: GaussianStage | None = None,
+        impulse: bool = False,
         device: str | torch.device = "auto",
         precision: str = "auto",
         tile: int = 0,
@@ -82,6 +83,7 @@ class Denoiser:
             self._net = torch.compile(self.generator, mode=None if compile == "default" else compile)
         pre, post = pre or GaussianStage(), post or GaussianStage()
         self.pre, self.post = _stage(pre), _stage(post)
+        self.impulse = impulse
         self.autocast_dtype = _autocast_dtype(precision, self.device)
         m = self.generator.config.multiple
         self.tile = tile // m * m if tile else 0
@@ -98,7 +100,8 @@ class Denoiser:
         """A bundled model ("lite", "paper") or a checkpoint path; raises ModelError if absent."""
         generator, summary = load_generator(name_or_path)
         filters = filters or FilterConfig()
-        return cls(generator, pre=filters.pre, post=filters.post, summary=summary, **kwargs)
+        return cls(generator, pre=filters.pre, post=filters.post, impulse=filters.impulse,
+                   summary=summary, **kwargs)
 
     @classmethod
     def from_config(cls, model: ModelConfig, filters: FilterConfig) -> Denoiser:
@@ -142,6 +145,8 @@ class Denoiser:
             host = host.pin_memory()
         x = host.to(self.device, non_blocking=True)
         x = x.permute(0, 3, 1, 2).float().div_(255.0)
+        if self.impulse:
+            x = remove_impulses(x)
         x = self.pre(x)
         m = self.generator.config.multiple
         pad_h, pad_w = (-h) % m, (-w) % m

@@ -156,7 +156,7 @@ def test_eval_table_has_a_row_per_kind_and_every_stage(photos, tmp_path, capsys)
     assert main(["eval", "--model", str(ckpt), "--data", str(photos), "--kinds", "raindrops,gaussian",
                  "--samples", "3", "--crop", "64", "--pre-sigma", "0.5"]) == 0
     table = capsys.readouterr().out.splitlines()
-    assert "gaussian σ=1" in table[0] and "chain (pre σ=0.5, post σ=0)" in table[0]
+    assert "gaussian σ=1" in table[0] and "chain (impulse, pre σ=0.5, post σ=0)" in table[0]
     rows = {line.split("|")[1].strip(): line for line in table[2:]}
     assert set(rows) == {"raindrops", "gaussian"}
     # Gaussian noise is what a Gaussian filter is for: it must beat the input there.
@@ -172,7 +172,7 @@ def test_eval_auto_sigma_sets_how_hard_auto_blurs_noisy_frames(photos, tmp_path,
     torch.manual_seed(0)
     ckpt = save_generator(tmp_path / "g.safetensors", Generator(GeneratorConfig(**TINY)))
     args = ["eval", "--model", str(ckpt), "--data", str(photos), "--kinds", "gaussian",
-            "--samples", "3", "--crop", "64"]
+            "--samples", "3", "--crop", "64", "--no-impulse"]
 
     def chain_and_generator(*extra: str) -> tuple[str, str]:
         assert main([*args, *extra]) == 0
@@ -185,6 +185,29 @@ def test_eval_auto_sigma_sets_how_hard_auto_blurs_noisy_frames(photos, tmp_path,
     assert chain != generator  # Gaussian noise reads as noisy: auto blurs it
     assert main([*args, "--auto-sigma", "-1"]) == 2
     assert "--auto-sigma" in capsys.readouterr().err
+
+
+def test_eval_chain_removes_impulses_unless_told_not_to(photos, tmp_path, capsys):
+    from stream_denoise.models.attentive_gan import Generator, GeneratorConfig
+    from stream_denoise.models.weights import save_generator
+
+    torch.manual_seed(0)
+    ckpt = save_generator(tmp_path / "g.safetensors", Generator(GeneratorConfig(**TINY)))
+    args = ["eval", "--model", str(ckpt), "--data", str(photos), "--kinds", "salt_pepper",
+            "--samples", "3", "--crop", "64", "--pre-sigma", "0"]
+
+    def header_and_chain_psnr(*extra: str) -> tuple[str, float]:
+        assert main([*args, *extra]) == 0
+        lines = capsys.readouterr().out.splitlines()
+        return lines[0], float(lines[2].split("|")[6].split(" / ")[0])
+
+    head, with_median = header_and_chain_psnr()
+    assert "chain (impulse, pre σ=0, post σ=0)" in head
+    head, without = header_and_chain_psnr("--no-impulse")
+    assert "chain (pre σ=0, post σ=0)" in head
+    # Random weights: the generator passes much of its input through, so what the median
+    # removed first shows up as several dB.
+    assert with_median > without + 3, (with_median, without)
 
 
 def test_input_relative_weights_favour_faintly_damaged_samples() -> None:

@@ -1,7 +1,7 @@
 """Evaluation: PSNR/SSIM per degradation kind for each stage of the chain.
 
 Columns: the degraded input, a Gaussian filter alone, the generator alone, and the full
-pre-filter + generator + post-filter chain, all through :class:`Denoiser` on uint8 frames
+impulse + pre-filter + generator + post-filter chain, all through :class:`Denoiser` on uint8 frames
 (exactly what the pipeline runs), so the table shows what each stage adds.
 """
 from __future__ import annotations
@@ -58,10 +58,11 @@ def _metrics(images: np.ndarray, clean: np.ndarray) -> tuple[float, float]:
 
 def evaluate(
     generator: Generator, sets: dict[str, list[Sample]], *, gauss_sigma: float = 1.0,
-    pre: GaussianStage | None = None, post: GaussianStage | None = None, device: str = "auto",
+    pre: GaussianStage | None = None, post: GaussianStage | None = None, impulse: bool = True,
+    device: str = "auto",
 ) -> list[EvalRow]:
     plain = Denoiser(generator, device=device)
-    chain = Denoiser(generator, pre=pre, post=post, device=device)
+    chain = Denoiser(generator, pre=pre, post=post, impulse=impulse, device=device)
     rows = []
     for kind, samples in sets.items():
         noisy = np.stack([s.noisy for s in samples])
@@ -81,10 +82,14 @@ def _g(sigma: float | str) -> str:
     return sigma if isinstance(sigma, str) else f"{sigma:g}"
 
 
-def format_table(rows: Sequence[EvalRow], gauss_sigma: float, pre: float | str, post: float | str) -> str:
-    """A Markdown table: PSNR (dB) / SSIM per kind and column, plus the generator's gain."""
+def format_table(
+    rows: Sequence[EvalRow], gauss_sigma: float, pre: float | str, post: float | str, *,
+    impulse: bool = True,
+) -> str:
+    """A Markdown table: PSNR (dB) / SSIM per kind and column, plus the chain's gain."""
+    stages = ("impulse, " if impulse else "") + f"pre σ={_g(pre)}, post σ={_g(post)}"
     head = (f"| kind | n | input | gaussian σ={gauss_sigma:g} | generator | "
-            f"chain (pre σ={_g(pre)}, post σ={_g(post)}) | gain (chain - input) |")
+            f"chain ({stages}) | gain (chain - input) |")
     lines = [head, "|" + "---|" * 7]
     for r in rows:
         cells = " | ".join(f"{r.psnr[c]:.2f} / {r.ssim[c]:.3f}" for c in COLUMNS)

@@ -52,15 +52,19 @@ def main() -> None:
     save(out / "sample_still.jpg", np.hstack([label(frame, "input"), label(heat(r.attention[0]), "attention"),
                                               label(r.images[0], "output")]))
 
+    def rgb(path: Path) -> np.ndarray:
+        return cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+
+    def half(image: np.ndarray) -> np.ndarray:
+        return cv2.resize(image, (image.shape[1] // 2, image.shape[0] // 2), interpolation=cv2.INTER_AREA)
+
     rows = []
     for case in sorted((REAL_RAIN / "input").glob("*.jpg")):
-        rgb = lambda p: cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB)  # noqa: E731
         inp, ref = rgb(case), rgb(REAL_RAIN / "reference-output" / case.name)
         ours = den(inp[None])[0]
-        small = lambda x: cv2.resize(x, (inp.shape[1] // 2, inp.shape[0] // 2), interpolation=cv2.INTER_AREA)  # noqa: E731
-        rows.append(np.hstack([small(label(inp, f"{case.stem} input")),
-                               small(label(cv2.resize(ref, inp.shape[1::-1]), "authors' model")),
-                               small(label(ours, "ours"))]))
+        rows.append(np.hstack([half(label(inp, f"{case.stem} input")),
+                               half(label(cv2.resize(ref, inp.shape[1::-1]), "authors' model")),
+                               half(label(ours, "ours"))]))
     if rows:
         save(out / "real_rain.jpg", np.vstack(rows))
     print(f"figures in {out}")

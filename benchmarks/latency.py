@@ -132,7 +132,8 @@ def main() -> None:
     # Steady state: both ends' FFmpeg probing holds the first seconds back once.
     warm = int(args.warmup * args.fps)
     lat = np.array([arrived[n] - sent[n] for n in arrived if n in sent and n >= warm]) * 1000
-    result = {"model": "none" if args.no_model else "lite", "fps_in": args.fps, "size": args.size, "batch_size": args.batch_size,
+    result = {"model": "none" if args.no_model else "lite", "fps_in": args.fps, "size": args.size,
+              "batch_size": args.batch_size,
               "frames_sent": len(sent), "frames_received": len(arrived), "counted": len(lat),
               "dropped": summary.dropped_frames,
               "latency_ms_p50": round(float(np.percentile(lat, 50)), 1),

@@ -392,7 +392,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return e.exit_code
-    except Exception as e:  # noqa: BLE001 - the one place errors become exit codes
+    except Exception as e:  # the one place errors become exit codes
         if args.debug:
             raise
         print(f"{PROG}: error: {type(e).__name__}: {e} (run with --debug for details)",

@@ -127,7 +127,7 @@ class _Stage(threading.Thread):
             self._target_fn()
         except _Stop:
             pass
-        except BaseException as e:  # noqa: BLE001 - re-raised by the pipeline's thread
+        except BaseException as e:  # re-raised by the pipeline's thread
             self.error = e
             self._stop_event.set()
 

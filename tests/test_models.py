@@ -5,7 +5,10 @@ import pytest
 import torch
 
 from stream_denoise.models.attentive_gan import (
-    PRESETS, Discriminator, Generator, GeneratorConfig,
+    PRESETS,
+    Discriminator,
+    Generator,
+    GeneratorConfig,
 )
 
 

@@ -75,7 +75,8 @@ class RayExecutor(Executor):
                 ray.init(address=config.address, num_cpus=None if config.address else os.cpu_count(),
                          logging_level=logging.WARNING, log_to_driver=False)
             except (ConnectionError, RuntimeError, ValueError) as e:
-                raise WorkerError(f"cannot start or join Ray at {config.address or 'a new local instance'}: {e}") from None
+                where = config.address or "a new local instance"
+                raise WorkerError(f"cannot start or join Ray at {where}: {e}") from None
             self._owns_ray = True
         gpu = config.gpus_per_worker > 0
         threads = 0 if gpu else max(1, int(config.cpus_per_worker))

@@ -241,7 +241,7 @@ class Trainer:
     def resume(self, path: str | Path) -> None:
         try:
             blob = torch.load(path, map_location=self.device, weights_only=True)
-        except Exception as e:  # noqa: BLE001 - any unreadable checkpoint is a user error
+        except Exception as e:  # any unreadable checkpoint is a user error
             raise ModelError(f"cannot resume from {path}: {str(e).splitlines()[0][:200]}") from None
         if blob.get("arch") != self.config.arch.to_dict():
             raise UsageError(f"{path} was trained with a different model architecture than the config's")

@@ -17,7 +17,7 @@ from stream_denoise.train.data import PairedFolder
 from stream_denoise.train.losses import (
     attention_loss,
     block_mask,
-    input_relative_weights,
+    inverse_mse_weights,
     multiscale_loss,
 )
 from stream_denoise.train.trainer import Trainer
@@ -83,9 +83,11 @@ def test_init_widens_a_trained_model_without_changing_its_output(photos, tmp_pat
         Trainer(wider, tmp_path / "v3").init_from(tmp_path / "v1.safetensors")
 
 
-def test_a_short_run_reduces_the_loss(photos, tmp_path):
+@pytest.mark.parametrize("weighting", ["none", "input_relative", "output_relative"])
+def test_a_short_run_reduces_the_loss(photos, tmp_path, weighting):
     torch.manual_seed(0)
-    trainer = Trainer(tiny_config(photos, **{"loss.adversarial": 0.0, "optim.lr": 2e-3}), tmp_path)
+    trainer = Trainer(tiny_config(photos, **{"loss.adversarial": 0.0, "optim.lr": 2e-3,
+                                             "loss.sample_weighting": weighting}), tmp_path)
     fixed = trainer.batch(0)
     first = trainer.train_step(fixed)["g_loss"]
     for _ in range(40):
@@ -210,12 +212,12 @@ def test_eval_chain_removes_impulses_unless_told_not_to(photos, tmp_path, capsys
     assert with_median > without + 3, (with_median, without)
 
 
-def test_input_relative_weights_favour_faintly_damaged_samples() -> None:
+def test_inverse_mse_weights_favour_faintly_damaged_samples() -> None:
     clean = torch.zeros(3, 3, 8, 8)
     noisy = clean.clone()
     noisy[0] += 0.01   # faint (dust-like)
     noisy[1] += 0.1    # heavy (rain-like)
-    w = input_relative_weights(noisy, clean)  # sample 2 is clean: the floor caps its weight
+    w = inverse_mse_weights(noisy, clean)  # sample 2 is clean: the floor caps its weight
     assert w.mean().item() == pytest.approx(1.0)
     assert w[2] > w[0] > w[1]
     assert (w[0] / w[1]).item() == pytest.approx((0.01 + 1e-4) / (1e-4 + 1e-4), rel=1e-3)
@@ -223,6 +225,20 @@ def test_input_relative_weights_favour_faintly_damaged_samples() -> None:
     plain = multiscale_loss(outs, clean)
     weighted = multiscale_loss(outs, clean, sample_weights=w)
     assert weighted.item() == pytest.approx(plain.item(), rel=1e-4)  # equal errors: mean weight 1
+
+
+def test_output_relative_weights_give_the_gradient_of_mean_log_mse() -> None:
+    """Weighting by the output's own error is what mean PSNR (the evaluation metric) asks."""
+    gen = torch.Generator().manual_seed(0)
+    clean = torch.rand(4, 3, 16, 16, generator=gen)
+    scale = torch.tensor([0.003, 0.03, 0.1, 0.3])[:, None, None, None]  # dust-like ... rain-like
+    out = (clean + scale * torch.randn(4, 3, 16, 16, generator=gen)).requires_grad_()
+    weighted = multiscale_loss([out], clean, (1.0,), inverse_mse_weights(out, clean, floor=0.0))
+    (g_weighted,) = torch.autograd.grad(weighted, out)
+    log_mse = (out - clean).pow(2).mean(dim=(1, 2, 3)).log().mean()
+    (g_log,) = torch.autograd.grad(log_mse, out)
+    cos = torch.nn.functional.cosine_similarity(g_weighted.flatten(), g_log.flatten(), dim=0)
+    assert cos.item() == pytest.approx(1.0, abs=1e-5)
 
 
 def test_worker_processes_make_the_same_batches_as_the_helper_thread(photos, tmp_path):

@@ -30,8 +30,9 @@ class TrainData(Section):
 class TrainLoss(Section):
     theta: float = Field(0.8, gt=0.0, le=1.0)
     multiscale: tuple[float, float, float] = (0.6, 0.8, 1.0)
-    sample_weighting: Literal["none", "input_relative"] = Field(
-        "none", description="weight each sample's multi-scale MSE by 1 / its input's MSE")
+    sample_weighting: Literal["none", "input_relative", "output_relative"] = Field(
+        "none", description="weight each sample's multi-scale MSE by 1 / its input's MSE, or "
+                            "1 / its output's (the gradient of mean per-sample log MSE)")
     adversarial: float = Field(0.01, ge=0.0)
     gamma: float = Field(0.05, ge=0.0)
     adversarial_from_step: int = Field(0, ge=0, description="train G alone until this step")

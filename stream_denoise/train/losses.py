@@ -29,16 +29,21 @@ def attention_loss(maps: Sequence[torch.Tensor], mask: torch.Tensor, theta: floa
     return sum(theta ** (n - 1 - t) * F.mse_loss(a, mask) for t, a in enumerate(maps))
 
 
-def input_relative_weights(noisy: torch.Tensor, clean: torch.Tensor, floor: float = 1e-4) -> torch.Tensor:
-    """Per-sample weights inversely proportional to the degraded input's MSE, mean 1.
+def inverse_mse_weights(images: torch.Tensor, clean: torch.Tensor, floor: float = 1e-4) -> torch.Tensor:
+    """Per-sample weights inversely proportional to the MSE of ``images``, mean 1 (no gradient).
 
     Plain MSE lets heavily degraded samples dominate: a faint dust frame (39 dB) weighs
     ~25x less than a rainy one (25 dB), so the net learns to trade its precision for rain
-    and ends up below the input on dust. Dividing by the input's error makes every sample
-    count by how much of *its own* damage is repaired. ``floor`` (40 dB) bounds the weight
-    of nearly clean samples.
+    and ends up below the input on dust.
+    - Given the degraded *inputs* (``loss.sample_weighting: input_relative``), every sample
+      counts by how much of its own damage is repaired.
+    - Given the generator's *outputs* (``output_relative``), the weighted MSE has the
+      gradient of the mean per-sample log MSE: what mean PSNR, the evaluation metric,
+      measures. Kinds the net already repairs well then weigh more than they would by
+      their input alone.
+    ``floor`` (40 dB) bounds the weight of nearly clean samples.
     """
-    err = (noisy - clean).pow(2).mean(dim=(1, 2, 3)).detach()
+    err = (images.detach().float() - clean).pow(2).mean(dim=(1, 2, 3))
     w = 1.0 / (err + floor)
     return w / w.mean()
 
@@ -48,7 +53,7 @@ def multiscale_loss(
     sample_weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """MSE of each output (coarsest first: 1/4, 1/2, 1) against the clean image resized to it,
-    optionally weighted per sample (``sample_weights`` (B,), see :func:`input_relative_weights`)."""
+    optionally weighted per sample (``sample_weights`` (B,), see :func:`inverse_mse_weights`)."""
     total = clean.new_zeros(())
     for out, w in zip(outputs, weights, strict=True):
         target = clean if out.shape[-2:] == clean.shape[-2:] else F.interpolate(

@@ -39,7 +39,7 @@ from .losses import (
     block_mask,
     discriminator_loss,
     generator_adversarial_loss,
-    input_relative_weights,
+    inverse_mse_weights,
     multiscale_loss,
 )
 from .perceptual import PerceptualLoss
@@ -141,7 +141,10 @@ class Trainer:
         with self._autocast():
             out = self.generator(noisy)
             l_att = attention_loss(out.attention, mask, c.theta)
-            weights = input_relative_weights(noisy, clean) if c.sample_weighting == "input_relative" else None
+            weights = None
+            if c.sample_weighting != "none":
+                relative_to = noisy if c.sample_weighting == "input_relative" else out.image
+                weights = inverse_mse_weights(relative_to, clean)
             l_ms = multiscale_loss((out.side4, out.side2, out.image), clean, c.multiscale, weights)
             loss_g = l_att + l_ms
             stats = {"att_loss": l_att.item(), "ms_loss": l_ms.item(), "lr": lr}

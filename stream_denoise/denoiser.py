@@ -1,7 +1,7 @@
 """Denoiser: uint8 RGB frames in, uint8 RGB frames out.
 
-Composes the Gaussian pre-filter, the AttentiveGAN generator and the Gaussian post-filter
-on one device, so a batch crosses host<->device once each way. Frames whose size is not a
+Composes the impulse median, the Gaussian pre-filter, the AttentiveGAN generator and the
+Gaussian post-filter on one device, so a batch crosses host<->device once each way. Frames whose size is not a
 multiple of what the network needs are padded (edge-replicated) and cropped back; frames
 larger than ``tile`` run as overlapping tiles (:mod:`.tiling`).
 

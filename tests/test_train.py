@@ -256,6 +256,32 @@ def test_worker_processes_make_the_same_batches_as_the_helper_thread(photos, tmp
     assert not np.array_equal(a[0].noisy, trainer.batch(0)[0].noisy)  # steps differ
 
 
+def test_a_time_budget_follows_a_speed_that_changes(photos, tmp_path, monkeypatch):
+    """Data workers that take a while to start make the first steps slow (on a lent H100,
+    2 steps/s for the first minute, then 21): the step count is fitted again from the speed
+    since the last fit, so the run is not cut to the warm-up's pace."""
+    import time
+
+    from stream_denoise.train import trainer as trainer_module
+
+    monkeypatch.setattr(trainer_module, "PROBE_STEPS", 5)
+    trainer = Trainer(tiny_config(photos, steps=100_000, log_every=5), tmp_path)
+    start = time.monotonic()
+
+    def step(samples):  # 0.25 s per step for the first 2 s, then as fast as batches come
+        time.sleep(0.25 if time.monotonic() - start < 2 else 0.0)
+        trainer.step += 1
+        return {"g_loss": 0.0}
+
+    monkeypatch.setattr(trainer, "train_step", step)
+    result = trainer.fit(budget_minutes=0.1)
+    rows = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    fits = [r["budget_total_steps"] for r in rows if "budget_total_steps" in r]
+    assert fits[0] < 30  # the warm-up's pace: 4 steps/s for 6 s
+    assert len(fits) >= 3 and result["total_steps"] == fits[-1] > 2 * fits[0]
+    assert result["step"] >= 0.9 * result["total_steps"]
+
+
 def test_a_time_budget_ends_the_learning_rate_schedule_on_time(photos, tmp_path, monkeypatch):
     import time
 

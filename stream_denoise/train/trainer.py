@@ -47,6 +47,7 @@ from .perceptual import PerceptualLoss
 log = logging.getLogger(__name__)
 
 PROBE_STEPS = 50  # a time budget sets the step count from the speed over this many steps
+REFIT_AT = (0.25, 0.5, 0.75)  # and again at these fractions of it, from the speed since the last fit
 
 
 def psnr_ssim(output: torch.Tensor, target: torch.Tensor) -> tuple[float, float]:
@@ -281,16 +282,18 @@ class Trainer:
             progress: bool = False) -> dict[str, Any]:
         """Train until ``config.steps``, or stop after ``max_minutes`` of wall time (a chunk
         of a longer run), or fit the whole run into ``budget_minutes``: after PROBE_STEPS
-        steps the step count is set from the measured speed, so the learning-rate schedule
-        ends on time (a lent GPU for a fixed time)."""
+        steps the step count is set from the measured speed, and set again at REFIT_AT of
+        the budget from the speed since the last fit, so the learning-rate schedule ends on
+        time (a lent GPU for a fixed time) even when data workers take a minute to start."""
         from tqdm import tqdm
 
         c = self.config
         lead = self.rank == 0
         log_path = self.out / "log.jsonl"
         started = last_ckpt = time.monotonic()
-        probe: tuple[int, float] | None = None  # (step, time) once the first step (warm-up) is done
-        refitted = False
+        window: tuple[int, float] | None = None  # (step, time) the speed is measured from
+        first_fit = -1
+        refits = list(REFIT_AT)
         if budget_minutes is not None:
             max_minutes = budget_minutes if max_minutes is None else min(max_minutes, budget_minutes)
         bar = tqdm(total=self.total_steps, initial=self.step, disable=not (progress and lead), unit="step")
@@ -301,14 +304,19 @@ class Trainer:
                 t0 = time.monotonic()
                 stats = self.train_step(samples)
                 record: dict[str, Any] = {}
-                # Fit the step count to the budget after PROBE_STEPS, then once more from the
-                # longer average a quarter of the way in (start-up noise skews the first);
                 # rank 0's clock decides, so every rank joins the same broadcast.
-                if budget_minutes is not None and probe and self._all_agree(
-                        self.step == probe[0] + PROBE_STEPS
-                        or (not refitted and time.monotonic() - started > budget_minutes * 15)):
-                    refitted = self.step > probe[0] + PROBE_STEPS
-                    rate = self._fit_to_budget(budget_minutes * 60, started, *probe)
+                elapsed = time.monotonic() - started
+                # Fit at the probe's end, at each of REFIT_AT, and whenever the fitted end comes
+                # with a tenth of the budget still left (the first fits saw only the warm-up).
+                if budget_minutes is not None and window and self._all_agree(
+                        self.step == first_fit
+                        or (self.step >= window[0] + PROBE_STEPS and (
+                            bool(refits and elapsed > budget_minutes * 60 * refits[0])
+                            or (self.step >= self.total_steps and elapsed < budget_minutes * 54)))):
+                    while refits and elapsed > budget_minutes * 60 * refits[0]:
+                        refits.pop(0)
+                    rate = self._fit_to_budget(budget_minutes * 60, started, *window)
+                    window = (self.step, time.monotonic())
                     bar.total = self.total_steps
                     record = {"step": self.step, "budget_steps_per_s": rate, "budget_total_steps": self.total_steps}
                 last = self.step == self.total_steps
@@ -322,7 +330,8 @@ class Trainer:
                     logf.flush()
                 bar.update(1)
                 now = time.monotonic()
-                probe = probe or (self.step, now)
+                if window is None:  # timed from the end of the first step (warm-up)
+                    window, first_fit = (self.step, now), self.step + PROBE_STEPS
                 if lead and now - last_ckpt > c.checkpoint_minutes * 60:
                     self.save("last.pt")
                     last_ckpt = now
@@ -345,10 +354,10 @@ class Trainer:
             self.save("best.pt", {"step": self.step, **val})
         return {f"val_{k}": v for k, v in val.items()}
 
-    def _fit_to_budget(self, budget_s: float, started: float, probe_from: int, probe_start: float) -> float:
-        """Set ``total_steps`` from the speed since the probe began; returns steps/s."""
+    def _fit_to_budget(self, budget_s: float, started: float, from_step: int, from_time: float) -> float:
+        """Set ``total_steps`` from the speed since (from_step, from_time); returns steps/s."""
         now = time.monotonic()
-        rate = (self.step - probe_from) / max(now - probe_start, 1e-9)
+        rate = (self.step - from_step) / max(now - from_time, 1e-9)
         # 5 % kept for validation, checkpoints and the final save
         fits = self.step + int(rate * (budget_s - (now - started)) * 0.95)
         self.total_steps = self._from_rank0(max(self.step, min(self.config.steps, fits)))

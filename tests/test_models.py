@@ -123,3 +123,27 @@ def test_config_rejects_nonsense():
         GeneratorConfig(steps=0)
     with pytest.raises(ValueError, match="gate_threshold"):
         GeneratorConfig(gate_threshold=1.0)
+
+
+def test_the_affine_heads_dark_level_sees_a_veil_and_not_a_bright_drop():
+    """The global affine head is told each colour's dark level because snow's veil lifts
+    it everywhere while a drop, bright as it is, lifts it only where it lies."""
+    import cv2
+    import torch.nn.functional as F
+
+    from stream_denoise.models.attentive_gan import _levels
+    from tests.conftest import package_data
+
+    photo = cv2.resize(cv2.imread(str(package_data("skimage", "data", "astronaut.png"))), (256, 256))
+    drop = photo.copy()
+    cv2.circle(drop, (128, 128), 20, (250, 250, 250), -1)
+    veiled = cv2.convertScaleAbs(photo, alpha=0.95, beta=0.05 * 225)
+
+    def dark(image):
+        x = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255
+        x = torch.cat([F.pixel_unshuffle(x, 4), torch.zeros(1, 1, 64, 64)], 1)
+        return _levels(x)[0, 3:]
+
+    base = dark(photo)
+    assert (dark(veiled) - base).min() > 0.02
+    assert (dark(drop) - base).abs().max() < 0.005

@@ -67,20 +67,31 @@ def test_block_mask_marks_every_cell_holding_a_damaged_pixel():
     assert block_mask(mask, 1) is mask
 
 
-def test_init_widens_a_trained_model_without_changing_its_output(photos, tmp_path):
-    """A checkpoint without the input skip continues training with it, as a no-op layer
-    at first (how the bundled lite v1 became v2)."""
+@pytest.mark.parametrize("head", ["input_skip", "fine_gate", "global_affine"])
+def test_init_grows_a_trained_model_without_changing_its_output(photos, tmp_path, head):
+    """A checkpoint without a zero-initialised head continues training with it, as a no-op
+    at first (how the bundled lite v1 became v2, and v4 became v6), and the head learns."""
     torch.manual_seed(0)
     old = Generator(GeneratorConfig(**TINY))
+    with torch.no_grad():  # an open gate, as in a trained net, so gated heads get gradients
+        old.arn.to_map.bias.fill_(1.0)
     save_generator(tmp_path / "v1.safetensors", old, half=False)
-    trainer = Trainer(tiny_config(photos, model={**TINY, "input_skip": True}), tmp_path / "v2")
+    trainer = Trainer(tiny_config(photos, model={**TINY, head: True}), tmp_path / "v2")
     trainer.init_from(tmp_path / "v1.safetensors")
     x = torch.rand(1, 3, 64, 96)
     with torch.no_grad():
         assert torch.equal(old.eval()(x).image, trainer.generator.eval()(x).image)
+    ae = trainer.generator.autoencoder
+    layer = {"input_skip": ae.skip, "fine_gate": ae.fine, "global_affine": ae.affine and ae.affine[-1]}[head]
+    before = layer.weight.detach().clone()
+    trainer.train_step(trainer.batch(0))
+    assert not torch.equal(before, layer.weight)
     wider = tiny_config(photos, model={**TINY, "ae_width": 16})
     with pytest.raises(UsageError, match="different architecture"):
         Trainer(wider, tmp_path / "v3").init_from(tmp_path / "v1.safetensors")
+    save_generator(tmp_path / "v2.safetensors", trainer.generator, half=False)
+    with pytest.raises(UsageError, match="lacks"):
+        Trainer(tiny_config(photos, model=TINY), tmp_path / "v3").init_from(tmp_path / "v2.safetensors")
 
 
 @pytest.mark.parametrize("weighting", ["none", "input_relative", "output_relative"])

@@ -37,6 +37,16 @@ class GeneratorConfig:
     net's map hovers around 0.2 on undamaged areas, and a gate that lets that fraction of
     an imperfect residual through costs nearly clean frames (faint dust) more than it
     repairs (README, "The bundled models").
+
+    Two more heads, zero-initialised at their output, let a trained lite net be grown
+    without changing its output. ``fine_gate``: with ``unshuffle`` the gate has one value
+    per r x r cell, so a repaired cell loses the undamaged pixels around a drop's edge to
+    the autoencoder's blurry reconstruction; a conv over the cell's pixels, the decoder
+    features and the proposed residual scales the gate per pixel by ``clamp(1 + f, 0, 1)``.
+    ``global_affine``: a small MLP predicts a per-image gain and offset per colour, applied
+    to every pixel outside the gate, for damage no attention map covers (the light veil of
+    snow). It sees the pooled bottleneck (what damage there is) and, per colour, the mean
+    and the dark level (mean of local minima, which a veil lifts and a drop does not).
     """
 
     arn_width: int = 32
@@ -48,6 +58,8 @@ class GeneratorConfig:
     gate_output: bool = False
     input_skip: bool = False
     gate_threshold: float = 0.0
+    fine_gate: bool = False
+    global_affine: bool = False
 
     def __post_init__(self) -> None:
         for name in ("arn_width", "steps", "ae_width", "unshuffle"):
@@ -59,6 +71,8 @@ class GeneratorConfig:
             raise ValueError("GeneratorConfig.ae_width must be even")
         if not 0.0 <= self.gate_threshold < 1.0:
             raise ValueError("GeneratorConfig.gate_threshold must be in [0, 1)")
+        if self.fine_gate and not self.gate_output:
+            raise ValueError("GeneratorConfig.fine_gate needs gate_output")
         object.__setattr__(self, "dilations", tuple(int(d) for d in self.dilations))
 
     @property
@@ -146,11 +160,34 @@ class AttentiveRecurrentNet(nn.Module):
         return maps
 
 
+def _levels(x: torch.Tensor) -> torch.Tensor:
+    """(B, 6): per colour, the mean and the dark level of a pixel-unshuffled image (the
+    last channel, the attention map, is left out): the mean over the image of the minimum
+    over each 7 x 7 neighbourhood of cells."""
+    b, c, h, w = x.shape
+    colours = x[:, : c - 1].reshape(b, 3, (c - 1) // 3, h, w)
+    low = colours.amin(dim=2)
+    dark = -F.max_pool2d(-low, 7, stride=1, padding=3)
+    return torch.cat([colours.mean(dim=(2, 3, 4)), dark.mean(dim=(2, 3))], 1)
+
+
+class AutoencoderOutput(NamedTuple):
+    """The output and side outputs at 1/2 and 1/4; ``fine`` (B, r*r, h, w) per-pixel gate
+    corrections and ``affine`` (B, 6) gain and offset per colour, None when off."""
+
+    image: torch.Tensor
+    side2: torch.Tensor
+    side4: torch.Tensor
+    fine: torch.Tensor | None
+    affine: torch.Tensor | None
+
+
 class ContextualAutoencoder(nn.Module):
     """Encoder to 1/4 scale, dilated context, decoder with additive skips and side outputs."""
 
     def __init__(
-        self, channels: int, width: int, dilations: tuple[int, ...], input_skip: bool = False
+        self, channels: int, width: int, dilations: tuple[int, ...], input_skip: bool = False,
+        fine_channels: int = 0, global_affine: bool = False,
     ) -> None:
         super().__init__()
         w1, w2, w4 = width, 2 * width, 4 * width
@@ -171,12 +208,15 @@ class ContextualAutoencoder(nn.Module):
         self.side4 = _conv(w4, channels)
         self.side2 = _conv(w2, channels)
         self.skip = _conv(channels + 1, channels) if input_skip else None
-        if self.skip is not None:  # starts as a no-op, so a trained net can be widened
-            nn.init.zeros_(self.skip.weight)
-            nn.init.zeros_(self.skip.bias)
+        # Heads that start as no-ops, so a trained net can be grown (GeneratorConfig).
+        self.fine = _conv(w1 // 2 + 2 * channels + 1, fine_channels) if fine_channels else None
+        self.affine = nn.Sequential(nn.Linear(w4 + 6, 32), nn.ReLU(), nn.Linear(32, 6)) if global_affine else None
+        for layer in (self.skip, self.fine, None if self.affine is None else self.affine[-1]):
+            if layer is not None:
+                nn.init.zeros_(layer.weight)
+                nn.init.zeros_(layer.bias)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Returns (output, side output at 1/2, side output at 1/4)."""
+    def forward(self, x: torch.Tensor) -> AutoencoderOutput:
         skip1 = F.relu(self.enc1(x))
         skip2 = F.relu(self.enc3(F.relu(self.enc2(skip1))))
         y = F.relu(self.enc4(skip2))
@@ -184,6 +224,7 @@ class ContextualAutoencoder(nn.Module):
         for conv in self.context:
             y = F.relu(conv(y))
         y = F.relu(self.mid2(F.relu(self.mid1(y))))
+        affine = None if self.affine is None else self.affine(torch.cat([y.mean(dim=(2, 3)), _levels(x)], 1))
         side4 = self.side4(y)
         y = F.relu(self.up1(y)) + skip2
         y = F.relu(self.dec1(y))
@@ -191,7 +232,8 @@ class ContextualAutoencoder(nn.Module):
         y = F.relu(self.up2(y)) + skip1
         y = F.relu(self.dec2(y))
         out = self.out(y) if self.skip is None else self.out(y) + self.skip(x)
-        return out, side2, side4
+        fine = None if self.fine is None else self.fine(torch.cat([y, x, out], dim=1))
+        return AutoencoderOutput(out, side2, side4, fine, affine)
 
 
 class GeneratorOutput(NamedTuple):
@@ -219,7 +261,9 @@ class Generator(nn.Module):
             channels, self.config.arn_width, self.config.steps, self.config.res_blocks
         )
         self.autoencoder = ContextualAutoencoder(
-            channels, self.config.ae_width, self.config.dilations, self.config.input_skip
+            channels, self.config.ae_width, self.config.dilations, self.config.input_skip,
+            fine_channels=r * r if self.config.fine_gate else 0,
+            global_affine=self.config.global_affine,
         )
 
     def forward(self, image: torch.Tensor) -> GeneratorOutput:
@@ -227,13 +271,20 @@ class Generator(nn.Module):
         r = self.config.unshuffle
         x = F.pixel_unshuffle(image, r) if r > 1 else image
         maps = self.arn(x)
-        out, side2, side4 = self.autoencoder(torch.cat([x, maps[-1]], dim=1))
+        out, side2, side4, fine, affine = self.autoencoder(torch.cat([x, maps[-1]], dim=1))
         if self.config.gate_output:
             t = self.config.gate_threshold
             gate = ((maps[-1] - t) / (1 - t)).clamp(0, 1)
+            if fine is not None:  # one factor per pixel: repeat it over the 3 colours
+                gate = gate * (1 + fine).clamp(0, 1).repeat(1, 3, 1, 1)
+            coarse = gate.mean(dim=1, keepdim=True) if fine is not None else gate
             out = x + gate * out
-            side2 = F.avg_pool2d(x, 2) + F.avg_pool2d(gate, 2) * side2
-            side4 = F.avg_pool2d(x, 4) + F.avg_pool2d(gate, 4) * side4
+            side2 = F.avg_pool2d(x, 2) + F.avg_pool2d(coarse, 2) * side2
+            side4 = F.avg_pool2d(x, 4) + F.avg_pool2d(coarse, 4) * side4
+        if affine is not None:  # (B, 6): gain and offset per colour, on every pixel
+            gain, offset = (a.repeat_interleave(r * r, dim=1)[..., None, None] for a in affine.chunk(2, 1))
+            out, side2, side4 = (o + gain * xs + offset for o, xs in (
+                (out, x), (side2, F.avg_pool2d(x, 2)), (side4, F.avg_pool2d(x, 4))))
         if r > 1:
             out, side2, side4 = (F.pixel_shuffle(t, r) for t in (out, side2, side4))
             maps = [F.interpolate(m, scale_factor=r, mode="bilinear", align_corners=False)

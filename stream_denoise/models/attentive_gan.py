@@ -46,7 +46,10 @@ class GeneratorConfig:
     ``global_affine``: a small MLP predicts a per-image gain and offset per colour, applied
     to every pixel outside the gate, for damage no attention map covers (the light veil of
     snow). It sees the pooled bottleneck (what damage there is) and, per colour, the mean
-    and the dark level (mean of local minima, which a veil lifts and a drop does not).
+    and the dark level (mean of local minima, which a veil lifts and a drop does not). It is
+    trained by its own supervised loss alone (``losses.affine_loss``: the pixels no local
+    damage touched), never by the output's error: that error taught it to darken rainy
+    frames everywhere for the drops the gate had not fully repaired (-0.7 dB).
     """
 
     arn_width: int = 32
@@ -224,7 +227,8 @@ class ContextualAutoencoder(nn.Module):
         for conv in self.context:
             y = F.relu(conv(y))
         y = F.relu(self.mid2(F.relu(self.mid1(y))))
-        affine = None if self.affine is None else self.affine(torch.cat([y.mean(dim=(2, 3)), _levels(x)], 1))
+        affine = None if self.affine is None else self.affine(
+            torch.cat([y.mean(dim=(2, 3)).detach(), _levels(x)], 1))  # its loss trains the head alone
         side4 = self.side4(y)
         y = F.relu(self.up1(y)) + skip2
         y = F.relu(self.dec1(y))
@@ -240,13 +244,15 @@ class GeneratorOutput(NamedTuple):
     """Everything the losses need; inference uses ``image`` and ``attention[-1]``.
 
     ``image`` (B, 3, H, W); ``side2``/``side4`` at 1/2 and 1/4 of H, W; ``attention`` one
-    (B, 1, H, W) map per recurrent step.
+    (B, 1, H, W) map per recurrent step; ``affine`` (B, 6) the global head's gain and
+    offset per colour, None without one.
     """
 
     image: torch.Tensor
     side2: torch.Tensor
     side4: torch.Tensor
     attention: list[torch.Tensor]
+    affine: torch.Tensor | None = None
 
 
 class Generator(nn.Module):
@@ -282,14 +288,15 @@ class Generator(nn.Module):
             side2 = F.avg_pool2d(x, 2) + F.avg_pool2d(coarse, 2) * side2
             side4 = F.avg_pool2d(x, 4) + F.avg_pool2d(coarse, 4) * side4
         if affine is not None:  # (B, 6): gain and offset per colour, on every pixel
-            gain, offset = (a.repeat_interleave(r * r, dim=1)[..., None, None] for a in affine.chunk(2, 1))
+            applied = affine.detach() if self.training else affine  # trained by affine_loss alone
+            gain, offset = (a.repeat_interleave(r * r, dim=1)[..., None, None] for a in applied.chunk(2, 1))
             out, side2, side4 = (o + gain * xs + offset for o, xs in (
                 (out, x), (side2, F.avg_pool2d(x, 2)), (side4, F.avg_pool2d(x, 4))))
         if r > 1:
             out, side2, side4 = (F.pixel_shuffle(t, r) for t in (out, side2, side4))
             maps = [F.interpolate(m, scale_factor=r, mode="bilinear", align_corners=False)
                     for m in maps]
-        return GeneratorOutput(out, side2, side4, maps)
+        return GeneratorOutput(out, side2, side4, maps, affine)
 
 
 class Discriminator(nn.Module):

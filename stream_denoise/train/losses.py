@@ -65,6 +65,16 @@ def multiscale_loss(
     return total
 
 
+def affine_loss(noisy: torch.Tensor, clean: torch.Tensor, mask: torch.Tensor, affine: torch.Tensor) -> torch.Tensor:
+    """MSE of the global head's gain and offset (``affine`` (B, 6)) applied to the input, on
+    the pixels the per-pixel ``mask`` (B, 1, H, W) leaves clean: there only global damage
+    (snow's veil) is left, and on a rainy frame the right correction is none."""
+    gain, offset = affine[:, :3, None, None], affine[:, 3:, None, None]
+    keep = 1.0 - mask
+    err = (noisy + gain * noisy + offset - clean).pow(2) * keep
+    return err.sum() / (3 * keep.sum()).clamp_min(1.0)
+
+
 def generator_adversarial_loss(fake_logit: torch.Tensor) -> torch.Tensor:
     """-log D(G(x)), written on logits for numerical stability."""
     return F.binary_cross_entropy_with_logits(fake_logit, torch.ones_like(fake_logit))

@@ -35,6 +35,7 @@ from .data import (
     to_tensors,
 )
 from .losses import (
+    affine_loss,
     attention_loss,
     block_mask,
     discriminator_loss,
@@ -136,8 +137,8 @@ class Trainer:
     def train_step(self, samples: list[Sample]) -> dict[str, float]:
         c = self.config.loss
         lr = self._set_lr()
-        noisy, clean, mask = (self._on_device(t) for t in to_tensors(samples))
-        mask = block_mask(mask, self.generator.config.unshuffle)
+        noisy, clean, pixel_mask = (self._on_device(t) for t in to_tensors(samples))
+        mask = block_mask(pixel_mask, self.generator.config.unshuffle)
         self.generator.train()
         with self._autocast():
             out = self.generator(noisy)
@@ -149,6 +150,10 @@ class Trainer:
             l_ms = multiscale_loss((out.side4, out.side2, out.image), clean, c.multiscale, weights)
             loss_g = l_att + l_ms
             stats = {"att_loss": l_att.item(), "ms_loss": l_ms.item(), "lr": lr}
+            if out.affine is not None:  # the global head's own loss; nothing else trains it
+                l_aff = affine_loss(noisy, clean, pixel_mask, out.affine)
+                loss_g = loss_g + l_aff
+                stats["affine_loss"] = l_aff.item()
             if self.perceptual is not None:
                 l_p = self.perceptual(out.image, clean)
                 loss_g = loss_g + c.perceptual * l_p

@@ -18,6 +18,7 @@ from stream_denoise.train.losses import (
     affine_loss,
     attention_loss,
     block_mask,
+    fine_gate_loss,
     inverse_mse_weights,
     multiscale_loss,
 )
@@ -75,21 +76,37 @@ def test_affine_loss_scores_the_veil_inverse_on_undamaged_pixels_only():
         (noisy - clean)[..., 4:, :].pow(2).mean().item(), rel=1e-5)
 
 
-def test_only_its_own_loss_trains_the_global_affine_head():
-    """The output's error would teach the head to darken rainy frames for the drops the
-    gate has not fully repaired: in training, the output's gradient does not reach it."""
+def test_the_heads_own_losses_do_not_train_the_trunk_and_the_output_does_not_train_the_affine_head():
+    """The output's error would teach the affine head to darken rainy frames for the drops
+    the gate has not fully repaired; and the heads' own losses stay out of the features
+    the rest of the net learns."""
     torch.manual_seed(0)
-    generator = Generator(GeneratorConfig(**TINY, global_affine=True)).train()
-    head = generator.autoencoder.affine
-    torch.nn.init.normal_(head[-1].weight)
+    generator = Generator(GeneratorConfig(**TINY, global_affine=True, fine_gate=True)).train()
+    affine, fine, trunk = generator.autoencoder.affine, generator.autoencoder.fine, generator.autoencoder.enc1
+    for head in (affine, fine):
+        torch.nn.init.normal_(head[-1].weight, std=0.1)
     out = generator(torch.rand(2, 3, 32, 32))
+    assert out.fine_gate.shape == (2, 1, 32, 32) and out.affine.shape == (2, 6)
     out.image.sum().backward()
-    assert all(p.grad is None for p in head.parameters())
+    assert all(p.grad is None for p in affine.parameters())
+    assert all(p.grad is not None for p in fine.parameters())  # the gate it scales is in the output
     generator.zero_grad(set_to_none=True)
     out = generator(torch.rand(2, 3, 32, 32))
-    out.affine.sum().backward()
-    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in head.parameters())
-    assert all(p.grad is None for p in generator.autoencoder.enc1.parameters())
+    (out.affine.sum() + out.fine_gate.sum()).backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in affine.parameters())
+    assert all(p.grad is None for p in trunk.parameters())
+
+
+def test_fine_gate_loss_keeps_noise_and_a_drops_rim_open_and_closes_the_rest():
+    torch.manual_seed(0)
+    noise = (torch.rand(1, 1, 64, 64) < 0.6).float()  # Gaussian noise's mask: a random 60 %
+    assert fine_gate_loss(torch.ones_like(noise), noise).item() < 1e-3
+    drop = torch.zeros(1, 1, 16, 16)
+    drop[..., 4:8, 4:8] = 1
+    target = torch.zeros_like(drop)
+    target[..., 3:9, 3:9] = 1
+    assert fine_gate_loss(target, drop).item() == 0.0
+    assert fine_gate_loss(drop, drop).item() == pytest.approx(20 / 256)
 
 
 def test_block_mask_marks_every_cell_holding_a_damaged_pixel():
@@ -115,7 +132,8 @@ def test_init_grows_a_trained_model_without_changing_its_output(photos, tmp_path
     with torch.no_grad():
         assert torch.equal(old.eval()(x).image, trainer.generator.eval()(x).image)
     ae = trainer.generator.autoencoder
-    layer = {"input_skip": ae.skip, "fine_gate": ae.fine, "global_affine": ae.affine and ae.affine[-1]}[head]
+    layer = {"input_skip": ae.skip, "fine_gate": ae.fine and ae.fine[-1],
+             "global_affine": ae.affine and ae.affine[-1]}[head]
     before = layer.weight.detach().clone()
     trainer.train_step(trainer.batch(0))
     assert not torch.equal(before, layer.weight)

@@ -41,8 +41,9 @@ class GeneratorConfig:
     Two more heads, zero-initialised at their output, let a trained lite net be grown
     without changing its output. ``fine_gate``: with ``unshuffle`` the gate has one value
     per r x r cell, so a repaired cell loses the undamaged pixels around a drop's edge to
-    the autoencoder's blurry reconstruction; a conv over the cell's pixels, the decoder
-    features and the proposed residual scales the gate per pixel by ``clamp(1 + f, 0, 1)``.
+    the autoencoder's blurry reconstruction; two convs over the cell's pixels, the decoder
+    features and the proposed residual scale the gate per pixel by ``clamp(1 + f, 0, 1)``,
+    supervised like the attention map (``losses.fine_gate_loss``).
     ``global_affine``: a small MLP predicts a per-image gain and offset per colour, applied
     to every pixel outside the gate, for damage no attention map covers (the light veil of
     snow). It sees the pooled bottleneck (what damage there is) and, per colour, the mean
@@ -212,9 +213,11 @@ class ContextualAutoencoder(nn.Module):
         self.side2 = _conv(w2, channels)
         self.skip = _conv(channels + 1, channels) if input_skip else None
         # Heads that start as no-ops, so a trained net can be grown (GeneratorConfig).
-        self.fine = _conv(w1 // 2 + 2 * channels + 1, fine_channels) if fine_channels else None
+        self.fine = nn.Sequential(
+            _conv(w1 // 2 + 2 * channels + 1, 16), nn.ReLU(), nn.Conv2d(16, fine_channels, 1),
+        ) if fine_channels else None
         self.affine = nn.Sequential(nn.Linear(w4 + 6, 32), nn.ReLU(), nn.Linear(32, 6)) if global_affine else None
-        for layer in (self.skip, self.fine, None if self.affine is None else self.affine[-1]):
+        for layer in (self.skip, self.fine and self.fine[-1], self.affine and self.affine[-1]):
             if layer is not None:
                 nn.init.zeros_(layer.weight)
                 nn.init.zeros_(layer.bias)
@@ -228,7 +231,7 @@ class ContextualAutoencoder(nn.Module):
             y = F.relu(conv(y))
         y = F.relu(self.mid2(F.relu(self.mid1(y))))
         affine = None if self.affine is None else self.affine(
-            torch.cat([y.mean(dim=(2, 3)).detach(), _levels(x)], 1))  # its loss trains the head alone
+            torch.cat([y.mean(dim=(2, 3)), _levels(x)], 1).detach())
         side4 = self.side4(y)
         y = F.relu(self.up1(y)) + skip2
         y = F.relu(self.dec1(y))
@@ -236,7 +239,8 @@ class ContextualAutoencoder(nn.Module):
         y = F.relu(self.up2(y)) + skip1
         y = F.relu(self.dec2(y))
         out = self.out(y) if self.skip is None else self.out(y) + self.skip(x)
-        fine = None if self.fine is None else self.fine(torch.cat([y, x, out], dim=1))
+        # the heads read the trunk's features but do not train them: their own losses do
+        fine = None if self.fine is None else self.fine(torch.cat([y, x, out], dim=1).detach())
         return AutoencoderOutput(out, side2, side4, fine, affine)
 
 
@@ -244,14 +248,16 @@ class GeneratorOutput(NamedTuple):
     """Everything the losses need; inference uses ``image`` and ``attention[-1]``.
 
     ``image`` (B, 3, H, W); ``side2``/``side4`` at 1/2 and 1/4 of H, W; ``attention`` one
-    (B, 1, H, W) map per recurrent step; ``affine`` (B, 6) the global head's gain and
-    offset per colour, None without one.
+    (B, 1, H, W) map per recurrent step; ``fine_gate`` (B, 1, H, W) the per-pixel factor on
+    the gate and ``affine`` (B, 6) the global head's gain and offset per colour, None
+    without those heads.
     """
 
     image: torch.Tensor
     side2: torch.Tensor
     side4: torch.Tensor
     attention: list[torch.Tensor]
+    fine_gate: torch.Tensor | None = None
     affine: torch.Tensor | None = None
 
 
@@ -282,7 +288,8 @@ class Generator(nn.Module):
             t = self.config.gate_threshold
             gate = ((maps[-1] - t) / (1 - t)).clamp(0, 1)
             if fine is not None:  # one factor per pixel: repeat it over the 3 colours
-                gate = gate * (1 + fine).clamp(0, 1).repeat(1, 3, 1, 1)
+                fine = (1 + fine).clamp(0, 1)
+                gate = gate * fine.repeat(1, 3, 1, 1)
             coarse = gate.mean(dim=1, keepdim=True) if fine is not None else gate
             out = x + gate * out
             side2 = F.avg_pool2d(x, 2) + F.avg_pool2d(coarse, 2) * side2
@@ -296,7 +303,9 @@ class Generator(nn.Module):
             out, side2, side4 = (F.pixel_shuffle(t, r) for t in (out, side2, side4))
             maps = [F.interpolate(m, scale_factor=r, mode="bilinear", align_corners=False)
                     for m in maps]
-        return GeneratorOutput(out, side2, side4, maps, affine)
+        if fine is not None and r > 1:
+            fine = F.pixel_shuffle(fine, r)
+        return GeneratorOutput(out, side2, side4, maps, fine, affine)
 
 
 class Discriminator(nn.Module):

@@ -65,6 +65,14 @@ def multiscale_loss(
     return total
 
 
+def fine_gate_loss(factor: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """MSE of the per-pixel gate factor (B, 1, H, W) against the per-pixel mask grown by one
+    pixel: the gate stays open on damage and its rim, and closes on the undamaged pixels of
+    a damaged cell. Grown, because the mask of Gaussian noise is a random ~60 % of pixels:
+    its 3 x 3 neighbourhoods are all but always on, so noise keeps the whole gate."""
+    return F.mse_loss(factor, F.max_pool2d(mask, 3, stride=1, padding=1))
+
+
 def affine_loss(noisy: torch.Tensor, clean: torch.Tensor, mask: torch.Tensor, affine: torch.Tensor) -> torch.Tensor:
     """MSE of the global head's gain and offset (``affine`` (B, 6)) applied to the input, on
     the pixels the per-pixel ``mask`` (B, 1, H, W) leaves clean: there only global damage

@@ -39,6 +39,7 @@ from .losses import (
     attention_loss,
     block_mask,
     discriminator_loss,
+    fine_gate_loss,
     generator_adversarial_loss,
     inverse_mse_weights,
     multiscale_loss,
@@ -150,6 +151,10 @@ class Trainer:
             l_ms = multiscale_loss((out.side4, out.side2, out.image), clean, c.multiscale, weights)
             loss_g = l_att + l_ms
             stats = {"att_loss": l_att.item(), "ms_loss": l_ms.item(), "lr": lr}
+            if out.fine_gate is not None:
+                l_fine = fine_gate_loss(out.fine_gate, pixel_mask)
+                loss_g = loss_g + l_fine
+                stats["fine_gate_loss"] = l_fine.item()
             if out.affine is not None:  # the global head's own loss; nothing else trains it
                 l_aff = affine_loss(noisy, clean, pixel_mask, out.affine)
                 loss_g = loss_g + l_aff

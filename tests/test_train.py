@@ -97,16 +97,20 @@ def test_the_heads_own_losses_do_not_train_the_trunk_and_the_output_does_not_tra
     assert all(p.grad is None for p in trunk.parameters())
 
 
-def test_fine_gate_loss_keeps_noise_and_a_drops_rim_open_and_closes_the_rest():
+def test_fine_gate_loss_keeps_noise_and_a_drops_rim_open_and_closes_the_rest_of_its_cells():
     torch.manual_seed(0)
     noise = (torch.rand(1, 1, 64, 64) < 0.6).float()  # Gaussian noise's mask: a random 60 %
-    assert fine_gate_loss(torch.ones_like(noise), noise).item() < 1e-3
+    assert fine_gate_loss(torch.ones_like(noise), noise, block_mask(noise, 4)).item() < 1e-3
     drop = torch.zeros(1, 1, 16, 16)
-    drop[..., 4:8, 4:8] = 1
-    target = torch.zeros_like(drop)
-    target[..., 3:9, 3:9] = 1
-    assert fine_gate_loss(target, drop).item() == 0.0
-    assert fine_gate_loss(drop, drop).item() == pytest.approx(20 / 256)
+    drop[..., 5:7, 5:7] = 1
+    cells = block_mask(drop, 4)  # the four cells around (4..8, 4..8)
+    rim = torch.zeros_like(drop)
+    rim[..., 4:8, 4:8] = 1
+    assert fine_gate_loss(rim, drop, cells).item() == 0.0
+    # outside the damaged cells the factor is free; a miss costs 4x a false opening
+    assert fine_gate_loss(rim + (1 - cells), drop, cells).item() == 0.0
+    assert fine_gate_loss(drop, drop, cells).item() == pytest.approx(4 * 12 / (4 * 16))
+    assert fine_gate_loss(torch.zeros_like(drop), drop, cells).item() == pytest.approx(4 * 16 / (4 * 16))
 
 
 def test_block_mask_marks_every_cell_holding_a_damaged_pixel():

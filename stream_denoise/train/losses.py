@@ -65,12 +65,21 @@ def multiscale_loss(
     return total
 
 
-def fine_gate_loss(factor: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """MSE of the per-pixel gate factor (B, 1, H, W) against the per-pixel mask grown by one
-    pixel: the gate stays open on damage and its rim, and closes on the undamaged pixels of
-    a damaged cell. Grown, because the mask of Gaussian noise is a random ~60 % of pixels:
-    its 3 x 3 neighbourhoods are all but always on, so noise keeps the whole gate."""
-    return F.mse_loss(factor, F.max_pool2d(mask, 3, stride=1, padding=1))
+def fine_gate_loss(factor: torch.Tensor, mask: torch.Tensor, cells: torch.Tensor, miss: float = 4.0) -> torch.Tensor:
+    """Weighted MSE of the per-pixel gate factor (B, 1, H, W) against the per-pixel mask
+    grown by one pixel, inside the damaged cells (``cells``, :func:`block_mask`) only.
+
+    - Grown: the mask of Gaussian noise is a random ~60 % of pixels, whose 3 x 3
+      neighbourhoods are all but always on, so noise keeps the whole gate.
+    - Inside damaged cells: elsewhere the cell gate is shut anyway, and asking the factor
+      to close on the clean 90 % of a frame shut it on the damage too (validation PSNR
+      fell from 28.5 to 24.8 dB in 2,000 steps).
+    - A damaged pixel weighs ``miss`` times a clean one: closing on damage leaves all of
+      it, opening on a clean pixel costs only the reconstruction's small error.
+    """
+    target = F.max_pool2d(mask, 3, stride=1, padding=1)
+    w = cells * (1.0 + (miss - 1.0) * target)
+    return ((factor - target).pow(2) * w).sum() / w.sum().clamp_min(1.0)
 
 
 def affine_loss(noisy: torch.Tensor, clean: torch.Tensor, mask: torch.Tensor, affine: torch.Tensor) -> torch.Tensor:

@@ -152,7 +152,7 @@ class Trainer:
             loss_g = l_att + l_ms
             stats = {"att_loss": l_att.item(), "ms_loss": l_ms.item(), "lr": lr}
             if out.fine_gate is not None:
-                l_fine = fine_gate_loss(out.fine_gate, pixel_mask)
+                l_fine = fine_gate_loss(out.fine_gate, pixel_mask, mask)
                 loss_g = loss_g + l_fine
                 stats["fine_gate_loss"] = l_fine.item()
             if out.affine is not None:  # the global head's own loss; nothing else trains it

@@ -71,9 +71,15 @@ def test_affine_loss_scores_the_veil_inverse_on_undamaged_pixels_only():
     s = veil / (1 - veil)
     inverse = torch.tensor([[s, s, s, -0.9 * s, -0.9 * s, -0.9 * s]] * 2)
     assert affine_loss(noisy, clean, mask, inverse).item() == pytest.approx(0.0, abs=1e-10)
-    none = torch.zeros(2, 6)
-    assert affine_loss(noisy, clean, mask, none).item() == pytest.approx(
-        (noisy - clean)[..., 4:, :].pow(2).mean().item(), rel=1e-5)
+    base = (noisy - clean)[..., 4:, :].pow(2).mean(dim=(1, 2, 3))  # each sample's own veil error
+    assert affine_loss(noisy, clean, mask, torch.zeros(2, 6)).item() == pytest.approx(
+        (base / (base + 1e-4)).mean().item(), rel=1e-5)
+    # relative to each sample's own damage: a 1-level offset on a clean sample costs more
+    # than the same offset on a veiled one gains
+    plain = clean.clone()
+    offset = torch.tensor([[0.0, 0.0, 0.0, 1 / 255, 1 / 255, 1 / 255]])
+    assert affine_loss(plain[:1], clean[:1], mask[:1], offset).item() > 1.0
+    assert affine_loss(noisy[:1], clean[:1], mask[:1], offset).item() < 1.0
 
 
 def test_the_heads_own_losses_do_not_train_the_trunk_and_the_output_does_not_train_the_affine_head():

@@ -82,14 +82,23 @@ def fine_gate_loss(factor: torch.Tensor, mask: torch.Tensor, cells: torch.Tensor
     return ((factor - target).pow(2) * w).sum() / w.sum().clamp_min(1.0)
 
 
-def affine_loss(noisy: torch.Tensor, clean: torch.Tensor, mask: torch.Tensor, affine: torch.Tensor) -> torch.Tensor:
-    """MSE of the global head's gain and offset (``affine`` (B, 6)) applied to the input, on
+def affine_loss(
+    noisy: torch.Tensor, clean: torch.Tensor, mask: torch.Tensor, affine: torch.Tensor, floor: float = 1e-4,
+) -> torch.Tensor:
+    """The global head's gain and offset (``affine`` (B, 6)) applied to the input, scored on
     the pixels the per-pixel ``mask`` (B, 1, H, W) leaves clean: there only global damage
-    (snow's veil) is left, and on a rainy frame the right correction is none."""
+    (snow's veil) is left, and on a rainy frame the right correction is none.
+
+    Each sample's MSE there is divided by the input's own (plus ``floor``), as mean PSNR
+    counts it: pooled, the veiled frames' large errors taught the head to darken rainy and
+    dusty frames by 2 levels, which costs their nearly clean pixels more than it gains.
+    """
     gain, offset = affine[:, :3, None, None], affine[:, 3:, None, None]
     keep = 1.0 - mask
-    err = (noisy + gain * noisy + offset - clean).pow(2) * keep
-    return err.sum() / (3 * keep.sum()).clamp_min(1.0)
+    count = (3 * keep.sum(dim=(1, 2, 3))).clamp_min(1.0)
+    err = ((noisy + gain * noisy + offset - clean).pow(2) * keep).sum(dim=(1, 2, 3)) / count
+    base = ((noisy - clean).pow(2) * keep).sum(dim=(1, 2, 3)) / count
+    return (err / (base + floor)).mean()
 
 
 def generator_adversarial_loss(fake_logit: torch.Tensor) -> torch.Tensor:

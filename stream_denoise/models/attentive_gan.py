@@ -94,7 +94,7 @@ PRESETS: dict[str, GeneratorConfig] = {
     # Sized for real time on a 2-core CPU at 640x360; see benchmarks/.
     "lite": GeneratorConfig(
         arn_width=16, steps=3, res_blocks=2, ae_width=32, dilations=(2, 4), unshuffle=4,
-        gate_output=True, input_skip=True, gate_threshold=0.3,
+        gate_output=True, input_skip=True, gate_threshold=0.3, fine_gate=True,
     ),
 }
 

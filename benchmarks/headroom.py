@@ -19,8 +19,7 @@ import torch
 from stream_denoise.degrade import psnr
 from stream_denoise.denoiser import Denoiser
 from stream_denoise.models.weights import load_generator
-from stream_denoise.train.data import load_footage, split_footage
-from stream_denoise.train.evaluate import synthetic_eval_set
+from stream_denoise.train.evaluate import held_out_eval_set
 
 
 def best_affine(out: np.ndarray, clean: np.ndarray) -> np.ndarray:
@@ -38,8 +37,7 @@ def main() -> None:
     p.add_argument("--model", default="lite")
     p.add_argument("--kinds", default="raindrops,snow,dust")
     args = p.parse_args()
-    _, held = split_footage(load_footage(["builtin"], max_side=360, frame_step=2), 0.15)
-    sets = synthetic_eval_set(held, args.kinds.split(","), samples=24, crop=256, seed=0)
+    sets = held_out_eval_set("builtin", args.kinds.split(","))
     generator, _ = load_generator(args.model)
     models = {"model": Denoiser(generator)}
     for head in ("fine", "affine"):

@@ -336,8 +336,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from .degrade import KINDS
     from .errors import UsageError
     from .models.weights import load_generator
-    from .train.data import PairedFolder, is_paired_folder, load_footage, split_footage
-    from .train.evaluate import evaluate, format_table, synthetic_eval_set
+    from .train.data import PairedFolder, is_paired_folder
+    from .train.evaluate import evaluate, format_table, held_out_eval_set
 
     generator, _ = load_generator(args.model)
     if is_paired_folder(args.data):
@@ -348,10 +348,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         unknown = sorted(set(kinds) - set(KINDS))
         if unknown:
             raise UsageError(f"--kinds: unknown {', '.join(unknown)}; known: {', '.join(KINDS)}")
-        footage = load_footage([args.data], max_side=360, frame_step=2)
-        _, held_out = split_footage(footage, 0.15)
-        sets = synthetic_eval_set(held_out or [im for _, im in footage], kinds,
-                                  samples=args.samples, crop=args.crop, seed=args.seed)
+        sets = held_out_eval_set(args.data, kinds, samples=args.samples, crop=args.crop, seed=args.seed)
     try:
         auto = {} if args.auto_sigma is None else {"auto_sigma": args.auto_sigma}
         pre, post = GaussianStage(sigma=args.pre_sigma, **auto), GaussianStage(sigma=args.post_sigma)

@@ -17,7 +17,7 @@ from ..degrade import DegradeConfig, degrade
 from ..denoiser import Denoiser
 from ..filters import gaussian_blur
 from ..models.attentive_gan import Generator
-from .data import Sample, at_least, crop_box
+from .data import Sample, at_least, crop_box, load_footage, split_footage
 from .trainer import psnr_ssim
 
 COLUMNS = ("input", "gaussian", "generator", "chain")
@@ -49,6 +49,16 @@ def synthetic_eval_set(
             rows.append(Sample(noisy[ys, xs].copy(), clean[ys, xs].copy(), mask[ys, xs].copy()))
         out[kind] = rows
     return out
+
+
+def held_out_eval_set(
+    source: str, kinds: Sequence[str], *, samples: int = 24, crop: int = 256, seed: int = 0,
+) -> dict[str, list[Sample]]:
+    """:func:`synthetic_eval_set` on the footage the trainer holds out (the last 15 % of each
+    clip, frames as the trainer reads them), or on all of it when nothing is held out."""
+    footage = load_footage([source], max_side=360, frame_step=2)
+    _, held_out = split_footage(footage, 0.15)
+    return synthetic_eval_set(held_out or [im for _, im in footage], kinds, samples=samples, crop=crop, seed=seed)
 
 
 def _metrics(images: np.ndarray, clean: np.ndarray) -> tuple[float, float]:

@@ -326,7 +326,7 @@ class Trainer:
                         self.step == first_fit
                         or (self.step >= window[0] + PROBE_STEPS and (
                             bool(refits and elapsed > budget_minutes * 60 * refits[0])
-                            or (self.step >= self.total_steps and elapsed < budget_minutes * 54)))):
+                            or (self.step >= self.total_steps and elapsed < 0.9 * budget_minutes * 60)))):
                     while refits and elapsed > budget_minutes * 60 * refits[0]:
                         refits.pop(0)
                     rate = self._fit_to_budget(budget_minutes * 60, started, *window)

@@ -2,7 +2,9 @@
 (built as `stream-denoise eval` builds them), for the model as it is and three variants:
 
 - `pixel gate`: the input kept wherever the per-pixel mask says no damage (an oracle for a
-  perfect per-pixel gate);
+  perfect per-pixel gate); `grown gate` the same with the mask grown by one pixel (what
+  `losses.fine_gate_loss` teaches), and `... clean cells` that only in the 4 x 4 cells with
+  no damaged pixel, where the attention map opened on undamaged ground;
 - `affine`: the best gain and offset per colour and crop fitted to the clean crop (an
   oracle for a perfect global correction);
 - `no fine gate` / `no affine head`: the model with that head's last layer zeroed.
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 
+import cv2
 import numpy as np
 import torch
 
@@ -20,6 +23,7 @@ from stream_denoise.degrade import psnr
 from stream_denoise.denoiser import Denoiser
 from stream_denoise.models.weights import load_generator
 from stream_denoise.train.evaluate import held_out_eval_set
+from stream_denoise.train.losses import block_mask
 
 
 def best_affine(out: np.ndarray, clean: np.ndarray) -> np.ndarray:
@@ -47,14 +51,20 @@ def main() -> None:
                 for t in getattr(ablated.autoencoder, head)[-1].parameters():
                     t.zero_()
             models[f"no {'fine gate' if head == 'fine' else 'affine head'}"] = Denoiser(ablated)
-    print("| kind | " + " | ".join([*models, "pixel gate", "affine"]) + " |")
-    print("|---" * (len(models) + 3) + "|")
+    oracles = ["pixel gate", "grown gate", "grown gate, clean cells", "affine"]
+    print("| kind | " + " | ".join([*models, *oracles]) + " |")
+    print("|---" * (len(models) + len(oracles) + 1) + "|")
     for kind, samples in sets.items():
         noisy, clean = np.stack([s.noisy for s in samples]), np.stack([s.clean for s in samples])
         outs = {name: np.concatenate([den(noisy[i:i + 8]) for i in range(0, len(noisy), 8)])
                 for name, den in models.items()}
-        keep = np.stack([s.mask for s in samples])[..., None] < 0.5
-        outs["pixel gate"] = np.where(keep, noisy, outs["model"])
+        mask = np.stack([s.mask for s in samples]).astype(np.uint8)
+        grown = np.stack([cv2.dilate(m, np.ones((3, 3), np.uint8)) for m in mask])
+        r = generator.config.unshuffle
+        cells = block_mask(torch.from_numpy(mask).float()[:, None], r)[:, 0].numpy()
+        outs["pixel gate"] = np.where(mask[..., None] == 0, noisy, outs["model"])
+        outs["grown gate"] = np.where(grown[..., None] == 0, noisy, outs["model"])
+        outs["grown gate, clean cells"] = np.where(((grown == 0) & (cells == 0))[..., None], noisy, outs["model"])
         outs["affine"] = np.stack([best_affine(o, c) for o, c in zip(outs["model"], clean)])
         gains = {k: np.mean([psnr(o, c) - psnr(n, c) for o, c, n in zip(v, clean, noisy)]) for k, v in outs.items()}
         print(f"| {kind} | " + " | ".join(f"{g:+.2f}" for g in gains.values()) + " |")

@@ -104,20 +104,38 @@ def test_the_heads_own_losses_do_not_train_the_trunk_and_the_output_does_not_tra
     assert all(p.grad is None for p in trunk.parameters())
 
 
-def test_fine_gate_loss_keeps_noise_and_a_drops_rim_open_and_closes_the_rest_of_its_cells():
+def test_fine_gate_loss_keeps_noise_and_a_drops_rim_open_and_closes_wherever_the_gate_is_open():
     torch.manual_seed(0)
     noise = (torch.rand(1, 1, 64, 64) < 0.6).float()  # Gaussian noise's mask: a random 60 %
-    assert fine_gate_loss(torch.ones_like(noise), noise, block_mask(noise, 4)).item() < 1e-3
+    assert fine_gate_loss(torch.ones_like(noise), noise, torch.ones_like(noise)).item() < 1e-3
     drop = torch.zeros(1, 1, 16, 16)
     drop[..., 5:7, 5:7] = 1
-    cells = block_mask(drop, 4)  # the four cells around (4..8, 4..8)
     rim = torch.zeros_like(drop)
     rim[..., 4:8, 4:8] = 1
-    assert fine_gate_loss(rim, drop, cells).item() == 0.0
-    # outside the damaged cells the factor is free; a miss costs 4x a false opening
-    assert fine_gate_loss(rim + (1 - cells), drop, cells).item() == 0.0
-    assert fine_gate_loss(drop, drop, cells).item() == pytest.approx(4 * 12 / (4 * 16))
-    assert fine_gate_loss(torch.zeros_like(drop), drop, cells).item() == pytest.approx(4 * 16 / (4 * 16))
+    gate = torch.zeros_like(drop)  # open on the drop's cells and, wrongly, on a clean one
+    gate[..., 4:8, 4:12] = 1.0
+    assert fine_gate_loss(rim, drop, gate).item() == 0.0
+    # the clean cell the map opened on counts: the factor should close there
+    assert fine_gate_loss(torch.ones_like(drop), drop, gate).item() == pytest.approx(16 / (4 * 16 + 16))
+    # where the gate is shut the factor is free; a miss costs 4x a false opening
+    assert fine_gate_loss(rim + (1 - gate), drop, gate).item() == 0.0
+    assert fine_gate_loss(torch.zeros_like(drop), drop, gate).item() == pytest.approx(4 * 16 / (4 * 16 + 16))
+    # a half-open gate counts half
+    assert fine_gate_loss(torch.ones_like(drop), drop, gate * 0.5).item() == pytest.approx(16 / (4 * 16 + 16))
+
+
+def test_the_fine_factor_is_scored_before_its_clamp_so_a_factor_above_one_still_learns():
+    """v6's factor was scored after clamp(0, 1): pushed above 1 by the output's error, it
+    had no gradient left and its loss stayed flat for 23,000 steps."""
+    torch.manual_seed(0)
+    generator = Generator(GeneratorConfig(**TINY, fine_gate=True)).train()
+    with torch.no_grad():
+        generator.arn.to_map.bias.fill_(1.0)  # an open gate
+        generator.autoencoder.fine[-1].bias.fill_(0.5)  # factor 1.5, clamped to 1 in the gate
+    out = generator(torch.rand(2, 3, 32, 32))
+    assert out.fine_gate.min() > 1.0 and out.cell_gate.shape == (2, 1, 32, 32)
+    fine_gate_loss(out.fine_gate, torch.zeros(2, 1, 32, 32), out.cell_gate).backward()
+    assert generator.autoencoder.fine[-1].bias.grad.abs().sum() > 0
 
 
 def test_block_mask_marks_every_cell_holding_a_damaged_pixel():
@@ -154,6 +172,45 @@ def test_init_grows_a_trained_model_without_changing_its_output(photos, tmp_path
     save_generator(tmp_path / "v2.safetensors", trainer.generator, half=False)
     with pytest.raises(UsageError, match="lacks"):
         Trainer(tiny_config(photos, model=TINY), tmp_path / "v3").init_from(tmp_path / "v2.safetensors")
+
+
+def test_a_reshaped_fine_gate_starts_afresh_on_the_trained_trunk(photos, tmp_path):
+    torch.manual_seed(0)
+    old = Generator(GeneratorConfig(**TINY, fine_gate=True))
+    with torch.no_grad():
+        old.arn.to_map.bias.fill_(1.0)
+        torch.nn.init.normal_(old.autoencoder.fine[-1].weight, std=0.1)
+    save_generator(tmp_path / "v6.safetensors", old, half=False)
+    trainer = Trainer(tiny_config(photos, model={**TINY, "fine_gate": True, "fine_width": 12, "fine_depth": 2}),
+                      tmp_path / "v7")
+    trainer.init_from(tmp_path / "v6.safetensors")
+    with torch.no_grad():
+        old.autoencoder.fine[-1].weight.zero_()  # the old net without its fine gate
+        x = torch.rand(1, 3, 64, 96)
+        assert torch.equal(old.eval()(x).image, trainer.generator.eval()(x).image)
+        assert torch.equal(old.arn.to_map.weight, trainer.generator.arn.to_map.weight)
+
+
+def test_heads_only_trains_the_heads_at_their_own_rate_and_leaves_the_rest(photos, tmp_path):
+    torch.manual_seed(0)
+    model = {**TINY, "fine_gate": True, "global_affine": True}
+    trainer = Trainer(tiny_config(photos, model=model, **{
+        "loss.adversarial": 0.0, "optim.head_lr": 1e-2, "optim.heads_only": True}), tmp_path / "a")
+    with torch.no_grad():
+        trainer.generator.arn.to_map.bias.fill_(1.0)
+    trunk = {k: v.clone() for k, v in trainer.generator.state_dict().items()
+             if not k.startswith(("autoencoder.fine.", "autoencoder.affine."))}
+    heads = [p.detach().clone() for p in trainer.generator.head_parameters()]
+    for step in range(3):
+        trainer.train_step(trainer.batch(step))
+    after = trainer.generator.state_dict()
+    assert all(torch.equal(v, after[k]) for k, v in trunk.items())
+    assert all(not torch.equal(a, b) for a, b in zip(heads, trainer.generator.head_parameters()))
+    assert [g["lr"] for g in trainer.opt_g.param_groups] == [pytest.approx(1e-2 * trainer.lr_factor(2))]
+    both = Trainer(tiny_config(photos, model=model, **{"optim.head_lr": 1e-2}), tmp_path / "b")
+    assert [g["base_lr"] for g in both.opt_g.param_groups] == [1e-2, both.config.optim.lr]
+    with pytest.raises(UsageError, match="heads_only needs"):
+        Trainer(tiny_config(photos, **{"optim.heads_only": True}), tmp_path / "c")
 
 
 @pytest.mark.parametrize("weighting", ["none", "input_relative", "output_relative"])

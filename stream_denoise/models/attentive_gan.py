@@ -43,7 +43,8 @@ class GeneratorConfig:
     per r x r cell, so a repaired cell loses the undamaged pixels around a drop's edge to
     the autoencoder's blurry reconstruction; two convs over the cell's pixels, the decoder
     features and the proposed residual scale the gate per pixel by ``clamp(1 + f, 0, 1)``,
-    supervised like the attention map (``losses.fine_gate_loss``).
+    supervised like the attention map (``losses.fine_gate_loss``); ``fine_depth`` 3x3
+    convs of ``fine_width`` channels, then a 1x1 conv.
     ``global_affine``: a small MLP predicts a per-image gain and offset per colour, applied
     to every pixel outside the gate, for damage no attention map covers (the light veil of
     snow). It sees the pooled bottleneck (what damage there is) and, per colour, the mean
@@ -63,10 +64,12 @@ class GeneratorConfig:
     input_skip: bool = False
     gate_threshold: float = 0.0
     fine_gate: bool = False
+    fine_width: int = 16
+    fine_depth: int = 1
     global_affine: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("arn_width", "steps", "ae_width", "unshuffle"):
+        for name in ("arn_width", "steps", "ae_width", "unshuffle", "fine_width", "fine_depth"):
             if getattr(self, name) < 1:
                 raise ValueError(f"GeneratorConfig.{name} must be >= 1")
         if self.res_blocks < 0:
@@ -191,7 +194,7 @@ class ContextualAutoencoder(nn.Module):
 
     def __init__(
         self, channels: int, width: int, dilations: tuple[int, ...], input_skip: bool = False,
-        fine_channels: int = 0, global_affine: bool = False,
+        fine_channels: int = 0, fine_width: int = 16, fine_depth: int = 1, global_affine: bool = False,
     ) -> None:
         super().__init__()
         w1, w2, w4 = width, 2 * width, 4 * width
@@ -213,8 +216,10 @@ class ContextualAutoencoder(nn.Module):
         self.side2 = _conv(w2, channels)
         self.skip = _conv(channels + 1, channels) if input_skip else None
         # Heads that start as no-ops, so a trained net can be grown (GeneratorConfig).
+        fine_in = [w1 // 2 + 2 * channels + 1] + [fine_width] * fine_depth
         self.fine = nn.Sequential(
-            _conv(w1 // 2 + 2 * channels + 1, 16), nn.ReLU(), nn.Conv2d(16, fine_channels, 1),
+            *(m for a, b in zip(fine_in[:-1], fine_in[1:]) for m in (_conv(a, b), nn.ReLU())),
+            nn.Conv2d(fine_width, fine_channels, 1),
         ) if fine_channels else None
         self.affine = nn.Sequential(nn.Linear(w4 + 6, 32), nn.ReLU(), nn.Linear(32, 6)) if global_affine else None
         for layer in (self.skip, self.fine and self.fine[-1], self.affine and self.affine[-1]):
@@ -249,8 +254,9 @@ class GeneratorOutput(NamedTuple):
 
     ``image`` (B, 3, H, W); ``side2``/``side4`` at 1/2 and 1/4 of H, W; ``attention`` one
     (B, 1, H, W) map per recurrent step; ``fine_gate`` (B, 1, H, W) the per-pixel factor on
-    the gate and ``affine`` (B, 6) the global head's gain and offset per colour, None
-    without those heads.
+    the gate before it is clamped to [0, 1], ``cell_gate`` (B, 1, H, W) the gate it scales
+    and ``affine`` (B, 6) the global head's gain and offset per colour, None without those
+    heads.
     """
 
     image: torch.Tensor
@@ -259,6 +265,7 @@ class GeneratorOutput(NamedTuple):
     attention: list[torch.Tensor]
     fine_gate: torch.Tensor | None = None
     affine: torch.Tensor | None = None
+    cell_gate: torch.Tensor | None = None
 
 
 class Generator(nn.Module):
@@ -275,8 +282,15 @@ class Generator(nn.Module):
         self.autoencoder = ContextualAutoencoder(
             channels, self.config.ae_width, self.config.dilations, self.config.input_skip,
             fine_channels=r * r if self.config.fine_gate else 0,
+            fine_width=self.config.fine_width, fine_depth=self.config.fine_depth,
             global_affine=self.config.global_affine,
         )
+
+    def head_parameters(self) -> list[nn.Parameter]:
+        """The zero-initialised heads' weights (fine gate, global affine): grown onto a
+        trained net, they start from nothing and may need another learning rate."""
+        ae = self.autoencoder
+        return [p for head in (ae.fine, ae.affine) if head is not None for p in head.parameters()]
 
     def forward(self, image: torch.Tensor) -> GeneratorOutput:
         """image: (B, 3, H, W) in [0, 1], H and W multiples of ``config.multiple``."""
@@ -284,12 +298,13 @@ class Generator(nn.Module):
         x = F.pixel_unshuffle(image, r) if r > 1 else image
         maps = self.arn(x)
         out, side2, side4, fine, affine = self.autoencoder(torch.cat([x, maps[-1]], dim=1))
+        cell_gate = None
         if self.config.gate_output:
             t = self.config.gate_threshold
-            gate = ((maps[-1] - t) / (1 - t)).clamp(0, 1)
+            gate = cell_gate = ((maps[-1] - t) / (1 - t)).clamp(0, 1)
             if fine is not None:  # one factor per pixel: repeat it over the 3 colours
-                fine = (1 + fine).clamp(0, 1)
-                gate = gate * fine.repeat(1, 3, 1, 1)
+                fine = 1 + fine  # unclamped for its loss: a clamp there stops its gradient
+                gate = gate * fine.clamp(0, 1).repeat(1, 3, 1, 1)
             coarse = gate.mean(dim=1, keepdim=True) if fine is not None else gate
             out = x + gate * out
             side2 = F.avg_pool2d(x, 2) + F.avg_pool2d(coarse, 2) * side2
@@ -303,9 +318,12 @@ class Generator(nn.Module):
             out, side2, side4 = (F.pixel_shuffle(t, r) for t in (out, side2, side4))
             maps = [F.interpolate(m, scale_factor=r, mode="bilinear", align_corners=False)
                     for m in maps]
-        if fine is not None and r > 1:
+        if fine is None:
+            cell_gate = None
+        elif r > 1:
             fine = F.pixel_shuffle(fine, r)
-        return GeneratorOutput(out, side2, side4, maps, fine, affine)
+            cell_gate = F.interpolate(cell_gate, scale_factor=r, mode="nearest")
+        return GeneratorOutput(out, side2, side4, maps, fine, affine, cell_gate)
 
 
 class Discriminator(nn.Module):

@@ -46,6 +46,10 @@ class TrainOptim(Section):
     betas: tuple[float, float] = (0.5, 0.999)
     schedule: Literal["constant", "cosine"] = "cosine"
     min_lr_ratio: float = Field(0.05, ge=0.0, le=1.0)
+    head_lr: float | None = Field(
+        None, gt=0.0, le=1.0, description="learning rate of the zero-initialised heads (fine gate, "
+        "global affine; None: lr): grown onto a trained net they start from nothing")
+    heads_only: bool = Field(False, description="train the heads alone; the rest keeps its weights")
 
 
 class TrainConfig(Section):

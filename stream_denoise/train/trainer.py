@@ -87,7 +87,17 @@ class Trainer:
             self.generator.to(memory_format=torch.channels_last)
             self.discriminator.to(memory_format=torch.channels_last)
         opt = config.optim
-        self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=opt.lr, betas=opt.betas)
+        heads = {id(p) for p in self.generator.head_parameters()}
+        trunk = [p for p in self.generator.parameters() if id(p) not in heads]
+        if opt.heads_only:
+            if not heads:
+                raise UsageError("optim.heads_only needs a model with fine_gate or global_affine")
+            for p in trunk:
+                p.requires_grad_(False)
+        groups = [{"params": self.generator.head_parameters(), "base_lr": opt.head_lr or opt.lr}]
+        if not opt.heads_only:
+            groups.append({"params": trunk, "base_lr": opt.lr})
+        self.opt_g = torch.optim.Adam([g for g in groups if g["params"]], lr=opt.lr, betas=opt.betas)
         self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=opt.d_lr, betas=opt.betas)
         self.perceptual = PerceptualLoss.from_config(config.loss, self.device)
         self.train_set, self.val_samples = self._datasets()
@@ -129,9 +139,10 @@ class Trainer:
 
     def _set_lr(self) -> float:
         factor = self.lr_factor(self.step)
-        for opt, base in ((self.opt_g, self.config.optim.lr), (self.opt_d, self.config.optim.d_lr)):
-            for group in opt.param_groups:
-                group["lr"] = base * factor
+        for group in self.opt_g.param_groups:
+            group["lr"] = group["base_lr"] * factor
+        for group in self.opt_d.param_groups:
+            group["lr"] = self.config.optim.d_lr * factor
         return self.config.optim.lr * factor
 
     # -- one step ---------------------------------------------------------------------
@@ -152,7 +163,7 @@ class Trainer:
             loss_g = l_att + l_ms
             stats = {"att_loss": l_att.item(), "ms_loss": l_ms.item(), "lr": lr}
             if out.fine_gate is not None:
-                l_fine = fine_gate_loss(out.fine_gate, pixel_mask, mask)
+                l_fine = fine_gate_loss(out.fine_gate, pixel_mask, out.cell_gate)
                 loss_g = loss_g + l_fine
                 stats["fine_gate_loss"] = l_fine.item()
             if out.affine is not None:  # the global head's own loss; nothing else trains it
@@ -275,16 +286,21 @@ class Trainer:
 
         The config's model may differ from the checkpoint's only where no output changes:
         added zero-initialised layers (input skip, fine gate, global affine) or another gate
-        dead zone."""
+        dead zone; a fine gate of another shape starts afresh (as if the net had none)."""
         from ..models.weights import load_generator
 
         generator, _ = load_generator(name_or_path)
         arch = self.config.arch
         grown = replace(generator.config, input_skip=arch.input_skip, gate_threshold=arch.gate_threshold,
-                        fine_gate=arch.fine_gate, global_affine=arch.global_affine)
+                        fine_gate=arch.fine_gate, fine_width=arch.fine_width, fine_depth=arch.fine_depth,
+                        global_affine=arch.global_affine)
         if grown != arch:
             raise UsageError(f"{name_or_path} has a different architecture than the config's model")
-        missing, unexpected = self.generator.load_state_dict(generator.state_dict(), strict=False)
+        state = generator.state_dict()
+        if (arch.fine_width, arch.fine_depth) != (generator.config.fine_width, generator.config.fine_depth):
+            state = {k: v for k, v in state.items() if not k.startswith("autoencoder.fine.")}
+            log.info("the config's fine gate has another shape than %s's: it starts afresh", name_or_path)
+        missing, unexpected = self.generator.load_state_dict(state, strict=False)
         if unexpected:
             raise UsageError(f"{name_or_path} has layers the config's model lacks: {', '.join(unexpected)}")
         if missing:  # only zero-initialised layers can be missing: output unchanged

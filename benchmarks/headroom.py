@@ -2,9 +2,9 @@
 (built as `stream-denoise eval` builds them), for the model as it is and three variants:
 
 - `pixel gate`: the input kept wherever the per-pixel mask says no damage (an oracle for a
-  perfect per-pixel gate); `grown gate` the same with the mask grown by one pixel (what
-  `losses.fine_gate_loss` teaches), and `... clean cells` that only in the 4 x 4 cells with
-  no damaged pixel, where the attention map opened on undamaged ground;
+  perfect per-pixel gate); `grown gate` the same with the mask grown by one pixel, and
+  `... clean cells` that only in the 4 x 4 cells with no damaged pixel, where the
+  attention map opened on undamaged ground;
 - `affine`: the best gain and offset per colour and crop fitted to the clean crop (an
   oracle for a perfect global correction);
 - `no fine gate` / `no affine head`: the model with that head's last layer zeroed.

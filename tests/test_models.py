@@ -1,6 +1,8 @@
 """The AttentiveGAN modules: the paper's exact size, shapes, and a training step."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -123,6 +125,10 @@ def test_config_rejects_nonsense():
         GeneratorConfig(steps=0)
     with pytest.raises(ValueError, match="gate_threshold"):
         GeneratorConfig(gate_threshold=1.0)
+    with pytest.raises(ValueError, match="affine_features"):
+        GeneratorConfig(affine_features=3)
+    with pytest.raises(ValueError, match="fine_width"):
+        GeneratorConfig(fine_width=0)
 
 
 def test_the_affine_heads_dark_level_sees_a_veil_and_not_a_bright_drop():
@@ -147,3 +153,47 @@ def test_the_affine_heads_dark_level_sees_a_veil_and_not_a_bright_drop():
     base = dark(photo)
     assert (dark(veiled) - base).min() > 0.02
     assert (dark(drop) - base).abs().max() < 0.005
+
+
+def test_the_affine_heads_attention_spread_tells_scattered_flakes_from_a_drop():
+    """Same share of the map on, as 1-cell flakes or one blob: erosion keeps only the blob."""
+    from stream_denoise.models.attentive_gan import _attention_spread
+
+    flakes = torch.zeros(1, 1, 64, 64)
+    flakes[..., 2::8, 2::8] = 1.0  # 64 isolated cells
+    drop = torch.zeros(1, 1, 64, 64)
+    drop[..., 20:28, 20:28] = 1.0  # 64 cells in one square
+    f, d = _attention_spread(flakes)[0], _attention_spread(drop)[0]
+    assert f[0] == d[0] and f[1] == d[1] == 64 / 64**2
+    assert f[2] == f[3] == 0.0
+    assert d[2] == 36 / 64**2 and d[3] == 16 / 64**2
+
+
+def test_a_second_form_affine_head_reads_the_map_and_starts_as_a_no_op():
+    config = GeneratorConfig(arn_width=8, steps=2, res_blocks=1, ae_width=8, dilations=(2,), unshuffle=2,
+                             gate_output=True, global_affine=True, affine_features=2)
+    generator = Generator(config).eval()
+    assert generator.autoencoder.affine[0].in_features == 2 * 4 * 8 + 10
+    plain = Generator(replace(config, global_affine=False)).eval()
+    plain.load_state_dict(generator.state_dict(), strict=False)
+    x = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(generator(x).image, plain(x).image)
+
+
+def test_the_pixel_fine_gate_sets_a_factor_per_pixel_and_starts_as_a_no_op():
+    config = GeneratorConfig(arn_width=8, steps=2, res_blocks=1, ae_width=8, dilations=(2,), unshuffle=4,
+                             gate_output=True, fine_gate=True, fine_pixel=True, fine_width=4, fine_depth=2)
+    torch.manual_seed(0)
+    generator = Generator(config).eval()
+    x = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        out = generator(x)
+        assert torch.equal(out.fine_gate, torch.ones(1, 1, 32, 32))
+        plain = Generator(replace(config, fine_gate=False)).eval()
+        plain.load_state_dict(generator.state_dict(), strict=False)
+        assert torch.equal(out.image, plain(x).image)
+        torch.nn.init.normal_(generator.autoencoder.fine[-1].weight, std=1.0)
+        factor = generator(x).fine_gate
+    cells = factor.unfold(2, 4, 4).unfold(3, 4, 4)  # (1, 1, 8, 8, 4, 4): one 4x4 block per cell
+    assert cells.flatten(-2).std(-1).min() > 0  # every cell's pixels get their own factor

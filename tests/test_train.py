@@ -83,12 +83,13 @@ def test_affine_loss_scores_the_veil_inverse_on_undamaged_pixels_only():
     assert affine_loss(noisy[:1], clean[:1], mask[:1], darker) < affine_loss(noisy[:1], clean[:1], mask[:1], zero)
 
 
-def test_the_heads_own_losses_do_not_train_the_trunk_and_the_output_does_not_train_the_affine_head():
+@pytest.mark.parametrize("pixel", [False, True])
+def test_the_heads_own_losses_do_not_train_the_trunk_and_the_output_does_not_train_the_affine_head(pixel):
     """The output's error would teach the affine head to darken rainy frames for the drops
     the gate has not fully repaired; and the heads' own losses stay out of the features
     the rest of the net learns."""
     torch.manual_seed(0)
-    generator = Generator(GeneratorConfig(**TINY, global_affine=True, fine_gate=True)).train()
+    generator = Generator(GeneratorConfig(**TINY, global_affine=True, fine_gate=True, fine_pixel=pixel)).train()
     affine, fine, trunk = generator.autoencoder.affine, generator.autoencoder.fine, generator.autoencoder.enc1
     for head in (affine, fine):
         torch.nn.init.normal_(head[-1].weight, std=0.1)
@@ -104,24 +105,26 @@ def test_the_heads_own_losses_do_not_train_the_trunk_and_the_output_does_not_tra
     assert all(p.grad is None for p in trunk.parameters())
 
 
-def test_fine_gate_loss_keeps_noise_and_a_drops_rim_open_and_closes_wherever_the_gate_is_open():
+def test_fine_gate_loss_is_least_where_the_factor_keeps_the_repair_and_drops_the_blur():
     torch.manual_seed(0)
-    noise = (torch.rand(1, 1, 64, 64) < 0.6).float()  # Gaussian noise's mask: a random 60 %
-    assert fine_gate_loss(torch.ones_like(noise), noise, torch.ones_like(noise)).item() < 1e-3
-    drop = torch.zeros(1, 1, 16, 16)
-    drop[..., 5:7, 5:7] = 1
-    rim = torch.zeros_like(drop)
-    rim[..., 4:8, 4:8] = 1
-    gate = torch.zeros_like(drop)  # open on the drop's cells and, wrongly, on a clean one
-    gate[..., 4:8, 4:12] = 1.0
-    assert fine_gate_loss(rim, drop, gate).item() == 0.0
-    # the clean cell the map opened on counts: the factor should close there
-    assert fine_gate_loss(torch.ones_like(drop), drop, gate).item() == pytest.approx(16 / (4 * 16 + 16))
-    # where the gate is shut the factor is free; a miss costs 4x a false opening
-    assert fine_gate_loss(rim + (1 - gate), drop, gate).item() == 0.0
-    assert fine_gate_loss(torch.zeros_like(drop), drop, gate).item() == pytest.approx(4 * 16 / (4 * 16 + 16))
-    # a half-open gate counts half
-    assert fine_gate_loss(torch.ones_like(drop), drop, gate * 0.5).item() == pytest.approx(16 / (4 * 16 + 16))
+    clean = torch.rand(2, 3, 16, 16)
+    noisy = clean.clone()
+    noisy[..., 4:8, 4:8] = 1.0  # a drop
+    proposal = torch.zeros_like(clean)
+    proposal[..., 4:8, 4:12] = 0.1 * torch.randn(2, 3, 4, 8)  # a blurry repair over two cells...
+    proposal[..., 4:8, 4:8] = (clean - noisy)[..., 4:8, 4:8]  # ...exact on the drop
+    best = torch.zeros(2, 1, 16, 16)
+    best[..., 4:8, 4:8] = 1.0
+    assert fine_gate_loss(best, proposal, noisy, clean).item() == pytest.approx(0.0, abs=1e-12)
+    # keeping the whole cell gate leaves the blur on the clean cell; closing it, the drop
+    keep_all = fine_gate_loss(torch.ones_like(best), proposal, noisy, clean).item()
+    assert keep_all == pytest.approx(proposal[..., 4:8, 8:12].pow(2).sum().item() / clean.numel())
+    assert fine_gate_loss(torch.zeros_like(best), proposal, noisy, clean) > keep_all
+    # samples weighted like the multi-scale loss
+    weights = torch.tensor([2.0, 0.0])
+    per_sample = (noisy + proposal - clean).pow(2).mean(dim=(1, 2, 3))
+    assert fine_gate_loss(torch.ones_like(best), proposal, noisy, clean, weights).item() == pytest.approx(
+        per_sample[0].item())
 
 
 def test_the_fine_factor_is_scored_before_its_clamp_so_a_factor_above_one_still_learns():
@@ -132,9 +135,10 @@ def test_the_fine_factor_is_scored_before_its_clamp_so_a_factor_above_one_still_
     with torch.no_grad():
         generator.arn.to_map.bias.fill_(1.0)  # an open gate
         generator.autoencoder.fine[-1].bias.fill_(0.5)  # factor 1.5, clamped to 1 in the gate
-    out = generator(torch.rand(2, 3, 32, 32))
-    assert out.fine_gate.min() > 1.0 and out.cell_gate.shape == (2, 1, 32, 32)
-    fine_gate_loss(out.fine_gate, torch.zeros(2, 1, 32, 32), out.cell_gate).backward()
+    noisy, clean = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
+    out = generator(noisy)
+    assert out.fine_gate.min() > 1.0 and out.proposal.shape == (2, 3, 32, 32)
+    fine_gate_loss(out.fine_gate, out.proposal, noisy, clean).backward()
     assert generator.autoencoder.fine[-1].bias.grad.abs().sum() > 0
 
 
@@ -174,18 +178,22 @@ def test_init_grows_a_trained_model_without_changing_its_output(photos, tmp_path
         Trainer(tiny_config(photos, model=TINY), tmp_path / "v3").init_from(tmp_path / "v2.safetensors")
 
 
-def test_a_reshaped_fine_gate_starts_afresh_on_the_trained_trunk(photos, tmp_path):
+def test_reshaped_heads_start_afresh_on_the_trained_trunk(photos, tmp_path):
     torch.manual_seed(0)
-    old = Generator(GeneratorConfig(**TINY, fine_gate=True))
+    old = Generator(GeneratorConfig(**TINY, fine_gate=True, global_affine=True))
     with torch.no_grad():
         old.arn.to_map.bias.fill_(1.0)
-        torch.nn.init.normal_(old.autoencoder.fine[-1].weight, std=0.1)
+        for head in (old.autoencoder.fine, old.autoencoder.affine):
+            torch.nn.init.normal_(head[-1].weight, std=0.1)
     save_generator(tmp_path / "v6.safetensors", old, half=False)
-    trainer = Trainer(tiny_config(photos, model={**TINY, "fine_gate": True, "fine_width": 12, "fine_depth": 2}),
-                      tmp_path / "v7")
+    model = {**TINY, "fine_gate": True, "fine_width": 12, "fine_depth": 2, "global_affine": True,
+             "affine_features": 2}
+    trainer = Trainer(tiny_config(photos, model=model), tmp_path / "v7")
     trainer.init_from(tmp_path / "v6.safetensors")
     with torch.no_grad():
-        old.autoencoder.fine[-1].weight.zero_()  # the old net without its fine gate
+        for head in (old.autoencoder.fine, old.autoencoder.affine):  # the old net without them
+            head[-1].weight.zero_()
+            head[-1].bias.zero_()
         x = torch.rand(1, 3, 64, 96)
         assert torch.equal(old.eval()(x).image, trainer.generator.eval()(x).image)
         assert torch.equal(old.arn.to_map.weight, trainer.generator.arn.to_map.weight)

@@ -163,7 +163,7 @@ class Trainer:
             loss_g = l_att + l_ms
             stats = {"att_loss": l_att.item(), "ms_loss": l_ms.item(), "lr": lr}
             if out.fine_gate is not None:
-                l_fine = fine_gate_loss(out.fine_gate, pixel_mask, out.cell_gate)
+                l_fine = fine_gate_loss(out.fine_gate, out.proposal, noisy, clean, weights)
                 loss_g = loss_g + l_fine
                 stats["fine_gate_loss"] = l_fine.item()
             if out.affine is not None:  # the global head's own loss; nothing else trains it
@@ -286,20 +286,25 @@ class Trainer:
 
         The config's model may differ from the checkpoint's only where no output changes:
         added zero-initialised layers (input skip, fine gate, global affine) or another gate
-        dead zone; a fine gate of another shape starts afresh (as if the net had none)."""
+        dead zone; a head of another shape starts afresh (as if the net had none)."""
         from ..models.weights import load_generator
 
         generator, _ = load_generator(name_or_path)
         arch = self.config.arch
         grown = replace(generator.config, input_skip=arch.input_skip, gate_threshold=arch.gate_threshold,
                         fine_gate=arch.fine_gate, fine_width=arch.fine_width, fine_depth=arch.fine_depth,
-                        global_affine=arch.global_affine)
+                        fine_pixel=arch.fine_pixel,
+                        global_affine=arch.global_affine, affine_features=arch.affine_features)
         if grown != arch:
             raise UsageError(f"{name_or_path} has a different architecture than the config's model")
         state = generator.state_dict()
-        if (arch.fine_width, arch.fine_depth) != (generator.config.fine_width, generator.config.fine_depth):
-            state = {k: v for k, v in state.items() if not k.startswith("autoencoder.fine.")}
-            log.info("the config's fine gate has another shape than %s's: it starts afresh", name_or_path)
+        old = generator.config
+        fine_shape = (arch.fine_width, arch.fine_depth, arch.fine_pixel)
+        for head, changed in (("fine", fine_shape != (old.fine_width, old.fine_depth, old.fine_pixel)),
+                              ("affine", arch.affine_features != old.affine_features)):
+            if changed:
+                state = {k: v for k, v in state.items() if not k.startswith(f"autoencoder.{head}.")}
+                log.info("the config's %s head has another shape than %s's: it starts afresh", head, name_or_path)
         missing, unexpected = self.generator.load_state_dict(state, strict=False)
         if unexpected:
             raise UsageError(f"{name_or_path} has layers the config's model lacks: {', '.join(unexpected)}")

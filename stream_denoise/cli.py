@@ -323,6 +323,8 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
                    help="chain pre-filter sigma, or 'auto' (from each frame's noise) [auto]")
     p.add_argument("--auto-sigma", type=float,
                    help="the sigma the 'auto' pre-filter reaches on noisy frames [0.75]")
+    p.add_argument("--auto-noise", metavar="LO,HI",
+                   help="LO,HI: the noise estimates where 'auto' starts to blur / blurs fully [16,20]")
     p.add_argument("--post-sigma", type=_sigma, default=0.0, help="chain post-filter sigma [0]")
     p.add_argument("--impulse", action=argparse.BooleanOptionalAction, default=True,
                    help="chain: the switching median for impulses before the pre-filter [on]")
@@ -351,9 +353,11 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         sets = held_out_eval_set(args.data, kinds, samples=args.samples, crop=args.crop, seed=args.seed)
     try:
         auto = {} if args.auto_sigma is None else {"auto_sigma": args.auto_sigma}
+        if args.auto_noise is not None:
+            auto["auto_noise"] = args.auto_noise.split(",")
         pre, post = GaussianStage(sigma=args.pre_sigma, **auto), GaussianStage(sigma=args.post_sigma)
     except ValueError as e:
-        raise UsageError(f"--pre-sigma/--auto-sigma/--post-sigma: {e}") from None
+        raise UsageError(f"--pre-sigma/--auto-sigma/--auto-noise/--post-sigma: {e}") from None
     rows = evaluate(generator, sets, gauss_sigma=args.gauss_sigma, pre=pre, post=post,
                     impulse=args.impulse, device=args.device)
     print(format_table(rows, args.gauss_sigma, args.pre_sigma, args.post_sigma, impulse=args.impulse))

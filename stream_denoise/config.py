@@ -39,7 +39,7 @@ class GaussianStage(Section):
     sigma: float | Literal["auto"] = 0.0
     ksize: int = Field(0, ge=0, le=121)
     auto_sigma: float = Field(0.75, ge=0.0, le=20.0, description="sigma on noisy frames (auto)")
-    auto_noise: tuple[float, float] = Field((3.0, 4.0), description="noise estimate where auto "
+    auto_noise: tuple[float, float] = Field((16.0, 20.0), description="noise estimate where auto "
                                                                     "starts / reaches auto_sigma")
 
     @field_validator("sigma", mode="before")

@@ -319,12 +319,16 @@ def test_eval_auto_sigma_sets_how_hard_auto_blurs_noisy_frames(photos, tmp_path,
         cells = [c.strip() for c in capsys.readouterr().out.splitlines()[2].split("|")]
         return cells[6], cells[5]
 
-    chain, generator = chain_and_generator("--auto-sigma", "0")
+    chain, generator = chain_and_generator("--auto-sigma", "1.5", "--auto-noise", "3,4")
+    assert chain != generator  # this noise reads above 3 to 4: auto blurs it
+    chain, generator = chain_and_generator("--auto-sigma", "0", "--auto-noise", "3,4")
     assert chain == generator  # auto with sigma 0 never blurs: the chain is the generator
-    chain, generator = chain_and_generator("--auto-sigma", "1.5")
-    assert chain != generator  # Gaussian noise reads as noisy: auto blurs it
+    chain, generator = chain_and_generator("--auto-sigma", "1.5", "--auto-noise", "60,80")
+    assert chain == generator  # nothing reads as noisy as 60
     assert main([*args, "--auto-sigma", "-1"]) == 2
     assert "--auto-sigma" in capsys.readouterr().err
+    assert main([*args, "--auto-noise", "3"]) == 2
+    assert "auto_noise" in capsys.readouterr().err
 
 
 def test_eval_chain_removes_impulses_unless_told_not_to(photos, tmp_path, capsys):

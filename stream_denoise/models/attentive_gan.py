@@ -45,9 +45,9 @@ class GeneratorConfig:
     features and the proposed residual scale the gate per pixel by ``clamp(1 + f, 0, 1)``,
     supervised like the attention map (``losses.fine_gate_loss``); ``fine_depth`` 3x3
     convs of ``fine_width`` channels, then a 1x1 conv. With ``fine_pixel`` those convs run
-    at pixel resolution (:class:`PixelGate`): at cell resolution each pixel's factor is a
-    linear read-out of its cell's features, and v7's cell head, trained 14,000 steps, still
-    left 0.70 to 0.80 of the gate on the clean pixels of open cells.
+    at pixel resolution (:class:`PixelGate`), where at cell resolution each pixel's factor
+    is a linear read-out of its cell's features; it costs a third more time per frame on a
+    CPU (README, "The bundled models", v7).
     ``global_affine``: a small MLP predicts a per-image gain and offset per colour, applied
     to every pixel outside the gate, for damage no attention map covers (the light veil of
     snow). It sees the pooled bottleneck (what damage there is) and, per colour, the mean

@@ -53,12 +53,14 @@ def synthetic_eval_set(
 
 def held_out_eval_set(
     source: str, kinds: Sequence[str], *, samples: int = 24, crop: int = 256, seed: int = 0,
+    config: DegradeConfig | None = None,
 ) -> dict[str, list[Sample]]:
     """:func:`synthetic_eval_set` on the footage the trainer holds out (the last 15 % of each
     clip, frames as the trainer reads them), or on all of it when nothing is held out."""
     footage = load_footage([source], max_side=360, frame_step=2)
     _, held_out = split_footage(footage, 0.15)
-    return synthetic_eval_set(held_out or [im for _, im in footage], kinds, samples=samples, crop=crop, seed=seed)
+    return synthetic_eval_set(held_out or [im for _, im in footage], kinds, samples=samples, crop=crop,
+                              seed=seed, config=config)
 
 
 def _metrics(images: np.ndarray, clean: np.ndarray) -> tuple[float, float]:

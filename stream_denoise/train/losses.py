@@ -75,12 +75,11 @@ def fine_gate_loss(
     multi-scale loss. Its minimum is the best factor for each pixel, so the head learns
     where the reconstruction helps and where it only blurs clean ground.
 
-    Taken on the factor before its clamp to [0, 1], which would stop the gradient. Two
-    earlier targets, the per-pixel mask grown by one pixel and weighted 4x on damage, fell
-    short: counted in damaged cells only they missed the clean cells the attention map
-    opens (on v6's evaluation set +0.61 of a perfect per-pixel gate's +0.67 dB on
-    raindrops); weighted by the cell gate, the head stayed near 0.75 on clean pixels,
-    since in training's mixtures few open pixels are clean.
+    Taken on the factor before its clamp to [0, 1], which would stop the gradient. The
+    earlier target, the per-pixel mask grown by one pixel, weighted 4x on damage and
+    counted in damaged cells only, missed the clean cells the attention map opens, which
+    hold most of what a perfect per-pixel gate would win (+0.61 of +0.67 dB on v6's
+    raindrops, ``benchmarks/headroom.py``).
     """
     err = (noisy + factor * proposal.detach() - clean).pow(2).mean(dim=(1, 2, 3))
     if sample_weights is not None:

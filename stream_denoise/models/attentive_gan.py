@@ -43,7 +43,7 @@ class GeneratorConfig:
     per r x r cell, so a repaired cell loses the undamaged pixels around a drop's edge to
     the autoencoder's blurry reconstruction; two convs over the cell's pixels, the decoder
     features and the proposed residual scale the gate per pixel by ``clamp(1 + f, 0, 1)``,
-    supervised like the attention map (``losses.fine_gate_loss``); ``fine_depth`` 3x3
+    trained by its own loss (``losses.fine_gate_loss``); ``fine_depth`` 3x3
     convs of ``fine_width`` channels, then a 1x1 conv. With ``fine_pixel`` those convs run
     at pixel resolution (:class:`PixelGate`), where at cell resolution each pixel's factor
     is a linear read-out of its cell's features; it costs a third more time per frame on a
@@ -200,8 +200,8 @@ class PixelGate(nn.Sequential):
     """The fine gate at pixel resolution: the decoder features (reduced to 8 channels by a
     1x1 conv, repeated over each cell's pixels), the image, the proposed residual and the
     attention map, through ``depth`` 3x3 convs of ``width`` and a 1x1 conv to one factor
-    per pixel, returned unshuffled as (B, r*r, h, w) like the cell head's. About 0.4 GMAC
-    per 640x360 frame with width 8, depth 2 (the lite trunk: 4.5)."""
+    per pixel, returned unshuffled as (B, r*r, h, w) like the cell head's. Thin convs at
+    full resolution are slow on a CPU: width 8, depth 3 made lite 32 % slower per frame."""
 
     def __init__(self, r: int, features: int, width: int, depth: int) -> None:
         sizes = [8 + 3 + 3 + 1] + [width] * depth
@@ -261,11 +261,11 @@ class ContextualAutoencoder(nn.Module):
         self.side2 = _conv(w2, channels)
         self.skip = _conv(channels + 1, channels) if input_skip else None
         # Heads that start as no-ops, so a trained net can be grown (GeneratorConfig).
-        fine_in = [w1 // 2 + 2 * channels + 1] + [fine_width] * fine_depth
         self.fine: nn.Sequential | None = None
         if fine_channels and fine_pixel:
             self.fine = PixelGate(round(fine_channels ** 0.5), w1 // 2, fine_width, fine_depth)
         elif fine_channels:
+            fine_in = [w1 // 2 + 2 * channels + 1] + [fine_width] * fine_depth
             self.fine = nn.Sequential(
                 *(m for a, b in zip(fine_in[:-1], fine_in[1:]) for m in (_conv(a, b), nn.ReLU())),
                 nn.Conv2d(fine_width, fine_channels, 1),

@@ -206,7 +206,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="runs/train", help="run folder [runs/train]")
     p.add_argument("--resume", metavar="CKPT", help="continue from a last.pt")
     p.add_argument("--init", metavar="MODEL", help="start from a trained generator (bundled name "
-                                                   "or checkpoint) with fresh optimisers")
+                                                   "or checkpoint) with fresh optimisers; the config's "
+                                                   "model may add heads or a wider ae_width")
     p.add_argument("--steps", type=int, help="total steps (overrides the config)")
     p.add_argument("--max-minutes", type=float, help="stop (and checkpoint) after this much wall time")
     p.add_argument("--budget-minutes", type=float,

@@ -197,3 +197,15 @@ def test_the_pixel_fine_gate_sets_a_factor_per_pixel_and_starts_as_a_no_op():
         factor = generator(x).fine_gate
     cells = factor.unfold(2, 4, 4).unfold(3, 4, 4)  # (1, 1, 8, 8, 4, 4): one 4x4 block per cell
     assert cells.flatten(-2).std(-1).min() > 0  # every cell's pixels get their own factor
+
+
+def test_embed_refuses_a_net_that_does_not_fit():
+    """Only the autoencoder may grow; any other shape change is named, not half-copied."""
+    small = GeneratorConfig(arn_width=8, steps=2, res_blocks=1, ae_width=8, dilations=(2,), unshuffle=2,
+                            gate_output=True)
+    with pytest.raises(ValueError, match="arn.head.weight"):
+        Generator(replace(small, arn_width=12)).embed(Generator(small))
+    with pytest.raises(ValueError, match="does not fit"):
+        Generator(small).embed(Generator(replace(small, ae_width=12)))
+    with pytest.raises(ValueError, match="not a layer"):
+        Generator(small).embed(Generator(replace(small, input_skip=True)))

@@ -170,12 +170,45 @@ def test_init_grows_a_trained_model_without_changing_its_output(photos, tmp_path
     before = layer.weight.detach().clone()
     trainer.train_step(trainer.batch(0))
     assert not torch.equal(before, layer.weight)
-    wider = tiny_config(photos, model={**TINY, "ae_width": 16})
+    other = tiny_config(photos, model={**TINY, "arn_width": 16})
     with pytest.raises(UsageError, match="different architecture"):
-        Trainer(wider, tmp_path / "v3").init_from(tmp_path / "v1.safetensors")
+        Trainer(other, tmp_path / "v3").init_from(tmp_path / "v1.safetensors")
     save_generator(tmp_path / "v2.safetensors", trainer.generator, half=False)
     with pytest.raises(UsageError, match="lacks"):
         Trainer(tiny_config(photos, model=TINY), tmp_path / "v3").init_from(tmp_path / "v2.safetensors")
+
+
+@pytest.mark.parametrize("heads", [{}, {"fine_gate": True, "global_affine": True},
+                                   {"fine_gate": True, "fine_pixel": True, "global_affine": True,
+                                    "affine_features": 2}])
+def test_init_widens_the_autoencoder_without_changing_its_output(photos, tmp_path, heads):
+    """How lite v8 grew from v6: every weight of the narrow net is kept, the new channels'
+    weights into the old ones are zero (output unchanged), and training moves them."""
+    torch.manual_seed(0)
+    old = Generator(GeneratorConfig(**TINY, **heads))
+    with torch.no_grad():  # trained-looking heads, so that their inputs' layout matters
+        old.arn.to_map.bias.fill_(1.0)
+        for head in (old.autoencoder.fine, old.autoencoder.affine):
+            if head is not None:
+                torch.nn.init.normal_(head[-1].weight, std=0.1)
+    save_generator(tmp_path / "narrow.safetensors", old, half=False)
+    trainer = Trainer(tiny_config(photos, model={**TINY, **heads, "ae_width": 12}), tmp_path / "wide")
+    trainer.init_from(tmp_path / "narrow.safetensors")
+    wide = trainer.generator
+    assert wide.autoencoder.enc1.out_channels == 12
+    x = torch.rand(2, 3, 64, 96)
+    with torch.no_grad():
+        a, b = old.eval()(x), wide.eval()(x)
+    for name in ("image", "side2", "side4") + (("affine",) if heads else ()):
+        assert torch.allclose(getattr(a, name), getattr(b, name), atol=1e-6), name
+    into_old = wide.autoencoder.enc2.weight[:16, 8:]  # new enc1 channels -> old enc2 channels
+    assert into_old.abs().sum() == 0
+    wide.train()
+    trainer.train_step(trainer.batch(0))
+    assert into_old.abs().sum() > 0
+    narrower = tiny_config(photos, model={**TINY, **heads, "ae_width": 4})
+    with pytest.raises(UsageError, match="different architecture"):
+        Trainer(narrower, tmp_path / "narrower").init_from(tmp_path / "narrow.safetensors")
 
 
 def test_reshaped_heads_start_afresh_on_the_trained_trunk(photos, tmp_path):

@@ -58,6 +58,9 @@ class GeneratorConfig:
     trained by its own supervised loss alone (``losses.affine_loss``: the pixels no local
     damage touched), never by the output's error: that error taught it to darken rainy
     frames everywhere for the drops the gate had not fully repaired (-0.7 dB).
+
+    ``ae_width`` of a trained net can be grown: :meth:`Generator.embed` puts it into a
+    wider one with the same output, to train more capacity on without starting over.
     """
 
     arn_width: int = 32
@@ -278,6 +281,19 @@ class ContextualAutoencoder(nn.Module):
                 nn.init.zeros_(layer.weight)
                 nn.init.zeros_(layer.bias)
 
+    def input_segments(self, narrow: "ContextualAutoencoder") -> dict[str, list[tuple[int, int]]]:
+        """The heads' first layers read the features beside other inputs: their input
+        parts as (width in ``narrow``, width here), for :meth:`Generator.embed`."""
+        (n1, n4), (w1, w4) = ((a.enc1.out_channels, a.enc4.out_channels) for a in (narrow, self))
+        parts = {}
+        if isinstance(self.fine, nn.Sequential) and not isinstance(self.fine, PixelGate):
+            rest = self.fine[0].in_channels - w1 // 2
+            parts["fine.0"] = [(n1 // 2, w1 // 2), (rest, rest)]
+        if self.affine is not None:
+            pooled = [(n4, w4), (6, 6)]
+            parts["affine.0"] = pooled if self.affine_features == 1 else pooled + [(n4, w4), (4, 4)]
+        return parts
+
     def forward(self, x: torch.Tensor) -> AutoencoderOutput:
         skip1 = F.relu(self.enc1(x))
         skip2 = F.relu(self.enc3(F.relu(self.enc2(skip1))))
@@ -307,6 +323,32 @@ class ContextualAutoencoder(nn.Module):
         else:
             fine = self.fine(torch.cat([y, x, out], dim=1).detach())
         return AutoencoderOutput(out, side2, side4, fine, affine)
+
+
+@torch.no_grad()
+def _embed_channels(new: torch.Tensor, old: torch.Tensor, transposed: bool,
+                    segments: list[tuple[int, int]] | None = None) -> None:
+    """Put ``old`` into the leading channels of ``new`` in place and zero the weights from
+    the extra input channels into the old output channels. A conv's weight is (out, in,
+    k, k), a transposed conv's (in, out, k, k), a linear layer's (out, in); a bias is
+    (out,). ``segments``: the input as concatenated parts, (old, new) width each (one
+    part, all of it, when None); each old part goes to the start of its new part."""
+    if old.dim() == 1:
+        new[: old.shape[0]] = old
+        return
+    o, i = (1, 0) if transposed else (0, 1)
+    segments = segments or [(old.shape[i], new.shape[i])]
+    if sum(a for a, _ in segments) != old.shape[i] or sum(b for _, b in segments) != new.shape[i]:
+        raise ValueError(f"input parts {segments} do not add up to {old.shape[i]} -> {new.shape[i]}")
+    rows = [slice(None)] * new.dim()
+    rows[o] = slice(0, old.shape[o])
+    src = dst = 0
+    for a, b in segments:
+        rows[i] = slice(dst, dst + a)
+        new[tuple(rows)] = old.narrow(i, src, a)
+        rows[i] = slice(dst + a, dst + b)
+        new[tuple(rows)] = 0
+        src, dst = src + a, dst + b
 
 
 class GeneratorOutput(NamedTuple):
@@ -352,6 +394,32 @@ class Generator(nn.Module):
         trained net, they start from nothing and may need another learning rate."""
         ae = self.autoencoder
         return [p for head in (ae.fine, ae.affine) if head is not None for p in head.parameters()]
+
+    def embed(self, narrow: "Generator") -> None:
+        """Copy a trained ``narrow`` generator into this one, whose autoencoder may be wider
+        (``ae_width``), so that this net computes exactly what ``narrow`` does: a trained
+        net grown for more capacity starts at its old quality instead of from scratch.
+
+        Each layer's extra output channels keep their random initialisation; the weights
+        from extra input channels into old output channels are zero, so the old channels,
+        and the outputs, are unchanged until training moves those zeros (their gradient is
+        not zero: the new channels' activations are not). All other shapes must match."""
+        mine, theirs = self.state_dict(), narrow.state_dict()
+        segments = self.autoencoder.input_segments(narrow.autoencoder)
+        for name, old in theirs.items():
+            if name not in mine:
+                raise ValueError(f"{name} is not a layer of this generator")
+            new = mine[name]
+            if new.shape == old.shape:
+                new.copy_(old)
+                continue
+            layer = name.rsplit(".", 1)[0]
+            grows = name.startswith("autoencoder.") and new.dim() == old.dim() and all(
+                a >= b for a, b in zip(new.shape, old.shape)) and new.shape[2:] == old.shape[2:]
+            if not grows:
+                raise ValueError(f"{name}: {tuple(old.shape)} does not fit in {tuple(new.shape)}")
+            _embed_channels(new, old, transposed=layer.split(".")[1].startswith("up"),
+                            segments=segments.get(layer.removeprefix("autoencoder.")))
 
     def forward(self, image: torch.Tensor) -> GeneratorOutput:
         """image: (B, 3, H, W) in [0, 1], H and W multiples of ``config.multiple``."""

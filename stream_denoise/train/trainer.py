@@ -285,32 +285,39 @@ class Trainer:
         how a shipped model is trained further without shipping optimiser state.
 
         The config's model may differ from the checkpoint's only where no output changes:
-        added zero-initialised layers (input skip, fine gate, global affine) or another gate
-        dead zone; a head of another shape starts afresh (as if the net had none)."""
+        added zero-initialised layers (input skip, fine gate, global affine), another gate
+        dead zone, or a wider autoencoder (``Generator.embed``); a head of another shape
+        starts afresh (as if the net had none)."""
         from ..models.weights import load_generator
 
         generator, _ = load_generator(name_or_path)
-        arch = self.config.arch
-        grown = replace(generator.config, input_skip=arch.input_skip, gate_threshold=arch.gate_threshold,
+        arch, old = self.config.arch, generator.config
+        grown = replace(old, input_skip=arch.input_skip, gate_threshold=arch.gate_threshold,
                         fine_gate=arch.fine_gate, fine_width=arch.fine_width, fine_depth=arch.fine_depth,
-                        fine_pixel=arch.fine_pixel,
-                        global_affine=arch.global_affine, affine_features=arch.affine_features)
+                        fine_pixel=arch.fine_pixel, global_affine=arch.global_affine,
+                        affine_features=arch.affine_features, ae_width=max(old.ae_width, arch.ae_width))
         if grown != arch:
-            raise UsageError(f"{name_or_path} has a different architecture than the config's model")
+            raise UsageError(f"{name_or_path} has a different architecture than the config's model "
+                             "(only added heads, the gate's dead zone and a wider ae_width may differ)")
         state = generator.state_dict()
-        old = generator.config
         fine_shape = (arch.fine_width, arch.fine_depth, arch.fine_pixel)
         for head, changed in (("fine", fine_shape != (old.fine_width, old.fine_depth, old.fine_pixel)),
                               ("affine", arch.affine_features != old.affine_features)):
             if changed:
                 state = {k: v for k, v in state.items() if not k.startswith(f"autoencoder.{head}.")}
                 log.info("the config's %s head has another shape than %s's: it starts afresh", head, name_or_path)
-        missing, unexpected = self.generator.load_state_dict(state, strict=False)
+        # at the checkpoint's width first, then embedded in the config's (a no-op when equal)
+        same_width = Generator(replace(arch, ae_width=old.ae_width))
+        missing, unexpected = same_width.load_state_dict(state, strict=False)
         if unexpected:
             raise UsageError(f"{name_or_path} has layers the config's model lacks: {', '.join(unexpected)}")
         if missing:  # only zero-initialised layers can be missing: output unchanged
             log.info("initialised from %s; new layers start as no-ops: %s",
                      name_or_path, ", ".join(missing))
+        if arch.ae_width > old.ae_width:
+            log.info("autoencoder widened from %d to %d channels; output unchanged",
+                     old.ae_width, arch.ae_width)
+        self.generator.embed(same_width.to(self.device))
 
     # -- the loop ---------------------------------------------------------------------
     def fit(self, *, max_minutes: float | None = None, budget_minutes: float | None = None,

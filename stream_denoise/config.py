@@ -90,6 +90,8 @@ class ModelConfig(Section):
     tile_overlap: int = Field(32, ge=0, le=1024, description="px shared by neighbouring tiles")
     compile: Literal["none", "default", "reduce-overhead", "max-autotune"] = Field(
         "none", description="torch.compile mode; reduce-overhead = CUDA graphs")
+    mirror: bool = Field(False, description="also run each frame mirrored and average the two "
+                                            "repairs: better on weather, half the frame rate")
 
     @model_validator(mode="after")
     def _tiles(self) -> ModelConfig:

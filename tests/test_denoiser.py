@@ -143,3 +143,37 @@ def test_bundled_lite_default_chain_on_noise_and_dust(bikes, kind, margin, worst
         after, _ = psnr_ssim(to(den(noisy)), to(clean))
         gains.append(after - before)
     assert np.mean(gains) > margin and min(gains) > worst, gains
+
+
+def test_mirror_averages_each_frame_with_its_mirror_image(generator):
+    frames = np.random.default_rng(3).integers(0, 256, (2, 40, 56, 3), dtype=np.uint8)
+    mirrored = Denoiser(generator, mirror=True).process(frames, attention=True)
+    with torch.no_grad():
+        x = torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255
+        a, b = generator.eval()(x), generator(x.flip(-1))
+        image = ((a.image + b.image.flip(-1)) / 2).clamp(0, 1).mul(255).round().permute(0, 2, 3, 1)
+        att = ((a.attention[-1] + b.attention[-1].flip(-1)) / 2)[:, 0].clamp(0, 1).mul(255).round()
+    assert np.abs(mirrored.images.astype(int) - image.numpy()).max() <= 1
+    assert np.abs(mirrored.attention.astype(int) - att.numpy()).max() <= 1
+    assert np.abs(mirrored.images.astype(int) - Denoiser(generator)(frames)).max() > 1
+
+
+def test_mirror_cleans_snow_better_with_the_bundled_lite(bikes):
+    """The self-ensemble's worth on held-out frames (+0.3 dB on these two snowfalls when
+    written); clean frames stay clean."""
+    import itertools
+
+    from stream_denoise.degrade import DegradeConfig, degrade
+    from stream_denoise.io.sources import open_source
+    from stream_denoise.train.trainer import psnr_ssim
+
+    with open_source(bikes) as src:
+        clean = np.stack([f.image for f in itertools.islice(src, 240, 248)])
+    plain, mirror = Denoiser.from_pretrained("lite"), Denoiser.from_pretrained("lite", mirror=True)
+    to = lambda a: torch.from_numpy(a).permute(0, 3, 1, 2).float() / 255  # noqa: E731
+    for seed in (777, 778):
+        noisy = np.stack([degrade(c, [DegradeConfig().params("snow")], seed=seed, t=i)[0]
+                          for i, c in enumerate(clean)])
+        once, twice = (psnr_ssim(to(d(noisy)), to(clean))[0] for d in (plain, mirror))
+        assert twice > once + 0.15, (seed, once, twice)
+    assert psnr_ssim(to(mirror(clean)), to(clean))[0] > 50.0

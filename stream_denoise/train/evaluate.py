@@ -71,10 +71,12 @@ def _metrics(images: np.ndarray, clean: np.ndarray) -> tuple[float, float]:
 def evaluate(
     generator: Generator, sets: dict[str, list[Sample]], *, gauss_sigma: float = 1.0,
     pre: GaussianStage | None = None, post: GaussianStage | None = None, impulse: bool = True,
-    device: str = "auto",
+    mirror: bool = False, device: str = "auto",
 ) -> list[EvalRow]:
-    plain = Denoiser(generator, device=device)
-    chain = Denoiser(generator, pre=pre, post=post, impulse=impulse, device=device)
+    """``mirror``: the generator and chain columns average each crop's repair with its
+    mirror image's (``Denoiser(mirror=True)``)."""
+    plain = Denoiser(generator, mirror=mirror, device=device)
+    chain = Denoiser(generator, pre=pre, post=post, impulse=impulse, mirror=mirror, device=device)
     rows = []
     for kind, samples in sets.items():
         noisy = np.stack([s.noisy for s in samples])
@@ -96,11 +98,13 @@ def _g(sigma: float | str) -> str:
 
 def format_table(
     rows: Sequence[EvalRow], gauss_sigma: float, pre: float | str, post: float | str, *,
-    impulse: bool = True,
+    impulse: bool = True, mirror: bool = False,
 ) -> str:
     """A Markdown table: PSNR (dB) / SSIM per kind and column, plus the chain's gain."""
     stages = ("impulse, " if impulse else "") + f"pre σ={_g(pre)}, post σ={_g(post)}"
-    head = (f"| kind | n | input | gaussian σ={gauss_sigma:g} | generator | "
+    generator = "generator, mirror" if mirror else "generator"
+    stages += ", mirror" if mirror else ""
+    head = (f"| kind | n | input | gaussian σ={gauss_sigma:g} | {generator} | "
             f"chain ({stages}) | gain (chain - input) |")
     lines = [head, "|" + "---|" * 7]
     for r in rows:

@@ -1,7 +1,9 @@
 """Milliseconds per 640x360 frame of the Denoiser (default chain, batch 4) for several models,
 timed in turns in one process so that they share the machine's state:
 
-    python benchmarks/model_cost.py lite runs/lite6/best.pt [--rounds 5]
+    python benchmarks/model_cost.py lite runs/lite6/best.pt [--rounds 5] [--ensemble 2,4]
+
+``--ensemble`` times each model also with those self-ensembles (``run --ensemble``).
 """
 from __future__ import annotations
 
@@ -17,9 +19,12 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("models", nargs="+", help="bundled names or checkpoint paths")
     p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--ensemble", default="", help="comma-separated view counts to time as well")
     args = p.parse_args()
     frames = np.random.default_rng(0).integers(0, 256, (4, 360, 640, 3), dtype=np.uint8)
     dens = {m: Denoiser.from_pretrained(m) for m in args.models}
+    for n in filter(None, args.ensemble.split(",")):
+        dens |= {f"{m} --ensemble {n}": Denoiser.from_pretrained(m, ensemble=int(n)) for m in args.models}
     for den in dens.values():
         den(frames)  # warm-up
     times: dict[str, list[float]] = {m: [] for m in dens}

@@ -30,7 +30,7 @@ RUN_OVERRIDES = {
     "tile": "model.tile",
     "tile_overlap": "model.tile_overlap",
     "compile": "model.compile",
-    "mirror": "model.mirror",
+    "ensemble": "model.ensemble",
     "hwaccel": "source.hwaccel",
     "batch_size": "pipeline.batch_size",
     "queue_size": "pipeline.queue_size",
@@ -88,9 +88,9 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--tile-overlap", type=int, metavar="PX", help="px shared by neighbouring tiles [32]")
     g.add_argument("--compile", choices=["none", "default", "reduce-overhead", "max-autotune"],
                    help="torch.compile the generator; reduce-overhead = CUDA graphs [none]")
-    g.add_argument("--mirror", action=argparse.BooleanOptionalAction,
-                   help="also run each frame mirrored left to right and average the two repairs: "
-                        "cleaner weather at half the frame rate [off]")
+    g.add_argument("--ensemble", type=int, choices=[1, 2, 4],
+                   help="average the repairs of N views of each frame: 2 adds it shifted by half a "
+                        "cell, 4 both mirrored too; cleaner weather, N times the compute [1]")
     g.add_argument("--hwaccel", choices=["none", "cuda", "vaapi", "qsv", "videotoolbox", "d3d11va", "amf"],
                    help="decode on this device, software when unusable [none]")
     g = p.add_argument_group("filters (a Gaussian sigma of 0 turns its stage off)")
@@ -333,8 +333,8 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--post-sigma", type=_sigma, default=0.0, help="chain post-filter sigma [0]")
     p.add_argument("--impulse", action=argparse.BooleanOptionalAction, default=True,
                    help="chain: the switching median for impulses before the pre-filter [on]")
-    p.add_argument("--mirror", action="store_true",
-                   help="generator and chain: average each crop's repair with its mirror image's")
+    p.add_argument("--ensemble", type=int, choices=[1, 2, 4], default=1,
+                   help="generator and chain: views per crop, as for run [1]")
     p.add_argument("--seed", type=int, default=0, help="seed of the evaluation set [0]")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N [auto]")
     p.set_defaults(func=_cmd_eval)
@@ -366,9 +366,9 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     except ValueError as e:
         raise UsageError(f"--pre-sigma/--auto-sigma/--auto-noise/--post-sigma: {e}") from None
     rows = evaluate(generator, sets, gauss_sigma=args.gauss_sigma, pre=pre, post=post,
-                    impulse=args.impulse, mirror=args.mirror, device=args.device)
+                    impulse=args.impulse, ensemble=args.ensemble, device=args.device)
     print(format_table(rows, args.gauss_sigma, args.pre_sigma, args.post_sigma, impulse=args.impulse,
-                       mirror=args.mirror))
+                       ensemble=args.ensemble))
     return 0
 
 

@@ -90,8 +90,9 @@ class ModelConfig(Section):
     tile_overlap: int = Field(32, ge=0, le=1024, description="px shared by neighbouring tiles")
     compile: Literal["none", "default", "reduce-overhead", "max-autotune"] = Field(
         "none", description="torch.compile mode; reduce-overhead = CUDA graphs")
-    mirror: bool = Field(False, description="also run each frame mirrored and average the two "
-                                            "repairs: better on weather, half the frame rate")
+    ensemble: Literal[1, 2, 4] = Field(
+        1, description="average the repairs of this many views of each frame (2: also shifted by "
+                       "half a cell; 4: both also mirrored): cleaner weather, that many times the compute")
 
     @model_validator(mode="after")
     def _tiles(self) -> ModelConfig:

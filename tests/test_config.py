@@ -28,6 +28,7 @@ def test_overrides_beat_the_file(tmp_path):
     ("filters: {pre: {sigma: -1}}", "filters.pre.sigma"),
     ("[1, 2]", "must be a mapping"),
     ("model: {precision: fp8}", "model.precision"),
+    ("model: {ensemble: 3}", "model.ensemble"),
     ("a: [", "not valid YAML"),
 ])
 def test_errors_name_the_key(tmp_path, text, needle):

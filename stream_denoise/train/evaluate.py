@@ -71,12 +71,12 @@ def _metrics(images: np.ndarray, clean: np.ndarray) -> tuple[float, float]:
 def evaluate(
     generator: Generator, sets: dict[str, list[Sample]], *, gauss_sigma: float = 1.0,
     pre: GaussianStage | None = None, post: GaussianStage | None = None, impulse: bool = True,
-    mirror: bool = False, device: str = "auto",
+    ensemble: int = 1, device: str = "auto",
 ) -> list[EvalRow]:
-    """``mirror``: the generator and chain columns average each crop's repair with its
-    mirror image's (``Denoiser(mirror=True)``)."""
-    plain = Denoiser(generator, mirror=mirror, device=device)
-    chain = Denoiser(generator, pre=pre, post=post, impulse=impulse, mirror=mirror, device=device)
+    """``ensemble``: the generator and chain columns average that many views of each crop
+    (``Denoiser(ensemble=...)``)."""
+    plain = Denoiser(generator, ensemble=ensemble, device=device)
+    chain = Denoiser(generator, pre=pre, post=post, impulse=impulse, ensemble=ensemble, device=device)
     rows = []
     for kind, samples in sets.items():
         noisy = np.stack([s.noisy for s in samples])
@@ -98,12 +98,12 @@ def _g(sigma: float | str) -> str:
 
 def format_table(
     rows: Sequence[EvalRow], gauss_sigma: float, pre: float | str, post: float | str, *,
-    impulse: bool = True, mirror: bool = False,
+    impulse: bool = True, ensemble: int = 1,
 ) -> str:
     """A Markdown table: PSNR (dB) / SSIM per kind and column, plus the chain's gain."""
     stages = ("impulse, " if impulse else "") + f"pre σ={_g(pre)}, post σ={_g(post)}"
-    generator = "generator, mirror" if mirror else "generator"
-    stages += ", mirror" if mirror else ""
+    generator = f"generator, ensemble {ensemble}" if ensemble > 1 else "generator"
+    stages += f", ensemble {ensemble}" if ensemble > 1 else ""
     head = (f"| kind | n | input | gaussian σ={gauss_sigma:g} | {generator} | "
             f"chain ({stages}) | gain (chain - input) |")
     lines = [head, "|" + "---|" * 7]

@@ -373,7 +373,7 @@ def main() -> None:
             rows["io_ceiling"] = e2e(clip, tmp / "io.mp4", {}, model=PassThrough())
             flops = {}
             for preset in args.presets:
-                flops[preset] = gflop_per_frame(Generator(PRESETS[preset]), h, w)
+                flops[preset] = gflop_per_frame(denoiser(preset).generator, h, w)  # what is timed
                 for b in args.paper_batches if preset == "paper" else args.batches:
                     rows[f"model_{preset}_b{b}"] = model_only(
                         preset, frames, b, repeats=1 if preset == "paper" and not gpu else 3)

@@ -35,11 +35,11 @@ class DenoiseResult:
     attention: np.ndarray | None = None
 
 
-CPU_BATCH_PIXELS = 1_000_000
-# Self-ensemble views per pass count: (shift in half cells, mirrored). The half-cell
+CPU_BATCH_PIXELS = 1_000_000  # pixels per model call on a CPU; larger batches run in parts
+# Self-ensemble views by their count: (shift in half cells, mirrored). The half-cell
 # shift was worth more than the mirror on the evaluation set (README, "The bundled models").
 ENSEMBLE_VIEWS = {1: [(0, False)], 2: [(0, False), (1, False)],
-                  4: [(0, False), (1, False), (0, True), (1, True)]}  # pixels per model call on a CPU; larger batches run in parts
+                  4: [(0, False), (1, False), (0, True), (1, True)]}
 
 
 def pick_device(name: str = "auto") -> torch.device:

@@ -31,6 +31,7 @@ RUN_OVERRIDES = {
     "tile_overlap": "model.tile_overlap",
     "compile": "model.compile",
     "ensemble": "model.ensemble",
+    "veil": "model.veil",
     "hwaccel": "source.hwaccel",
     "batch_size": "pipeline.batch_size",
     "queue_size": "pipeline.queue_size",
@@ -91,6 +92,8 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--ensemble", type=int, choices=[1, 2, 4],
                    help="average the repairs of N views of each frame: 2 adds it shifted by half a "
                         "cell, 4 both mirrored too; cleaner weather, N times the compute [1]")
+    g.add_argument("--veil", action=argparse.BooleanOptionalAction,
+                   help="remove the veil (snow's haze) the model's veil head sees [on]")
     g.add_argument("--hwaccel", choices=["none", "cuda", "vaapi", "qsv", "videotoolbox", "d3d11va", "amf"],
                    help="decode on this device, software when unusable [none]")
     g = p.add_argument_group("filters (a Gaussian sigma of 0 turns its stage off)")
@@ -335,6 +338,8 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
                    help="chain: the switching median for impulses before the pre-filter [on]")
     p.add_argument("--ensemble", type=int, choices=[1, 2, 4], default=1,
                    help="generator and chain: views per crop, as for run [1]")
+    p.add_argument("--veil", action=argparse.BooleanOptionalAction, default=True,
+                   help="generator and chain: the veil head's removal, as for run [on]")
     p.add_argument("--seed", type=int, default=0, help="seed of the evaluation set [0]")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N [auto]")
     p.set_defaults(func=_cmd_eval)
@@ -349,6 +354,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from .train.evaluate import evaluate, format_table, held_out_eval_set
 
     generator, _ = load_generator(args.model)
+    if not args.veil:
+        generator.veil = None
     if is_paired_folder(args.data):
         pairs = PairedFolder(args.data, args.crop)
         sets = {"pairs": [pairs.sample((args.seed, i)) for i in range(args.samples)]}

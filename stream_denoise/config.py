@@ -93,6 +93,8 @@ class ModelConfig(Section):
     ensemble: Literal[1, 2, 4] = Field(
         1, description="average the repairs of this many views of each frame (2: also shifted by "
                        "half a cell; 4: both also mirrored): cleaner weather, that many times the compute")
+    veil: bool = Field(True, description="remove the veil (snow's haze) the model's veil head sees; off: "
+                                         "pixels the gate passes through stay as they came")
 
     @model_validator(mode="after")
     def _tiles(self) -> ModelConfig:

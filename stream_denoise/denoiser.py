@@ -62,6 +62,8 @@ class Denoiser:
     ``ensemble`` times the compute): 2 adds the frame shifted by half an unshuffle cell
     (2 px for lite), so the cells' edges fall elsewhere; 4 adds both views mirrored left
     to right. Weather comes out cleaner: for recordings, where time is not short.
+    ``veil`` False drops the generator's veil head (a model that has one): the pixels its
+    gate passes through then stay as they came, hazy snow included.
 
     Example:
         >>> den = Denoiser.from_pretrained("lite")            # doctest: +SKIP
@@ -81,10 +83,13 @@ class Denoiser:
         tile_overlap: int = 32,
         compile: str = "none",
         ensemble: int = 1,
+        veil: bool = True,
         summary: dict[str, Any] | None = None,
     ) -> None:
         self.device = pick_device(device) if isinstance(device, str) else device
         self.generator = generator.eval().to(self.device)
+        if not veil:  # the veil head's estimate goes unused: drop it
+            self.generator.veil = None
         cuda = self.device.type == "cuda"
         # NHWC: feeds tensor cores on CUDA, and measured 17 % faster on the CPU too (README).
         self.generator.to(memory_format=torch.channels_last)
@@ -122,7 +127,7 @@ class Denoiser:
         return cls.from_pretrained(
             model.weights, filters=filters, device=model.device, precision=model.precision,
             tile=model.tile, tile_overlap=model.tile_overlap, compile=model.compile,
-            ensemble=model.ensemble,
+            ensemble=model.ensemble, veil=model.veil,
         )
 
     def __call__(self, frames: np.ndarray) -> np.ndarray:

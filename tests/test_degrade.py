@@ -128,6 +128,22 @@ def test_per_frame_kinds_change_over_time(kind: Snow, coffee: np.ndarray) -> Non
     assert not np.array_equal(kind.apply(coffee, seed=2, t=0), kind.apply(coffee, seed=2, t=1))
 
 
+def test_veil_share_is_the_veil_snow_applies() -> None:
+    """What a veil head is trained against must be what the frame got: a flake-free snow
+    turns a flat grey into grey * (1 - v) + AIR_LIGHT * v, with v = veil_share(seed)."""
+    grey = np.full((32, 48, 3), 90, np.uint8)
+    for seed in range(5):
+        kind = Snow(density=(0.0, 0.0), veil=(0.0, 0.3))
+        v = kind.veil_share(seed)
+        assert 0.0 < v < 0.3
+        assert np.abs(kind.apply(grey, seed).astype(float) - (90 * (1 - v) + 225.0 * v)).max() <= 0.5
+        # drawing flakes does not change the veil drawn for the seed
+        assert Snow(veil=(0.0, 0.3)).veil_share(seed) == v
+    two = Mixture((Snow(veil=(0.1, 0.1)), Raindrops(), Snow(veil=(0.2, 0.2))))
+    assert two.veil_share(3) == pytest.approx(1 - 0.9 * 0.8)
+    assert Mixture((Raindrops(), Dust())).veil_share(3) == 0.0
+
+
 def test_snow_flakes_fall_coherently() -> None:
     """Frame t+1 is frame t moved down by the fall speed, not a new random field."""
     grey = np.full((240, 320, 3), 60, np.uint8)

@@ -199,6 +199,41 @@ def test_the_pixel_fine_gate_sets_a_factor_per_pixel_and_starts_as_a_no_op():
     assert cells.flatten(-2).std(-1).min() > 0  # every cell's pixels get their own factor
 
 
+def test_the_veil_head_unveils_only_what_the_gate_passes_through_and_starts_as_a_no_op():
+    """A veil of v turns x into x * (1 - v) + AIR_LIGHT * v on every pixel: the head's
+    estimate undoes it where the output is the input, and leaves the repair alone."""
+    from stream_denoise.degrade.snow import AIR_LIGHT
+    from stream_denoise.models.attentive_gan import AIR_LIGHT as MODEL_AIR_LIGHT
+
+    assert MODEL_AIR_LIGHT * 255 == pytest.approx(AIR_LIGHT)
+    config = GeneratorConfig(arn_width=8, steps=2, res_blocks=1, ae_width=8, dilations=(2,), unshuffle=2,
+                             gate_output=True, veil_head=True)
+    torch.manual_seed(0)
+    generator = Generator(config).eval()
+    clean = torch.rand(2, 3, 32, 32)
+    veiled = clean * 0.96 + MODEL_AIR_LIGHT * 0.04
+    with torch.no_grad():
+        plain = Generator(replace(config, veil_head=False)).eval()
+        plain.load_state_dict(generator.state_dict(), strict=False)
+        assert torch.equal(generator(veiled).image, plain(veiled).image)
+        assert torch.equal(generator(veiled).veil, torch.zeros(2, 1))
+        generator.veil.out.weight.zero_()
+        generator.veil.out.bias.fill_(50.0)  # surely veiled...
+        generator.veil.strength.fill_(0.04)  # ...by 4 %
+        generator.arn.to_map.bias.fill_(-20.0)  # a closed gate: the output is the input...
+        assert torch.allclose(generator(veiled).image, clean, atol=1e-6)  # ...unveiled
+        plain.arn.to_map.bias.fill_(20.0)
+        generator.arn.to_map.bias.fill_(20.0)  # an open gate: the repair, untouched
+        assert torch.allclose(generator(veiled).image, plain(veiled).image, atol=1e-6)
+        generator.veil.out.bias.fill_(0.0)  # veiled with probability 0.5: half the strength...
+        assert torch.allclose(generator(veiled).veil, torch.full((2, 1), 0.02))
+        unsure = Generator(replace(config, veil_threshold=0.6)).eval()  # ...none inside the dead zone
+        unsure.load_state_dict(generator.state_dict())
+        assert torch.equal(unsure(veiled).veil, torch.zeros(2, 1))
+    with pytest.raises(ValueError, match="veil_head needs gate_output"):
+        GeneratorConfig(veil_head=True)
+
+
 def test_embed_refuses_a_net_that_does_not_fit():
     """Only the autoencoder may grow; any other shape change is named, not half-copied."""
     small = GeneratorConfig(arn_width=8, steps=2, res_blocks=1, ae_width=8, dilations=(2,), unshuffle=2,

@@ -21,6 +21,7 @@ from stream_denoise.train.losses import (
     fine_gate_loss,
     inverse_mse_weights,
     multiscale_loss,
+    veil_loss,
 )
 from stream_denoise.train.trainer import Trainer
 from tests.conftest import package_data
@@ -142,6 +143,34 @@ def test_the_fine_factor_is_scored_before_its_clamp_so_a_factor_above_one_still_
     assert generator.autoencoder.fine[-1].bias.grad.abs().sum() > 0
 
 
+def test_veil_loss_classifies_veiled_frames_and_scores_the_veil_in_percent_on_known_ones():
+    logit = torch.tensor([[2.0], [-1.0], [5.0]], requires_grad=True)
+    veil = torch.tensor([[0.01], [0.0], [0.5]], requires_grad=True)
+    target = torch.tensor([0.03, 0.0, float("nan")])  # the third: a real pair, veil unknown
+    loss = veil_loss(logit, veil, target)
+    bce = -(torch.log(torch.sigmoid(torch.tensor(2.0))) + torch.log(torch.sigmoid(torch.tensor(1.0)))) / 2
+    assert loss.item() == pytest.approx(bce.item() + (2.0 ** 2 + 0.0) / 2)
+    loss.backward()
+    assert logit.grad[2].item() == veil.grad[2].item() == 0.0
+    assert logit.grad[0].item() < 0 < logit.grad[1].item()  # towards veiled, and not veiled
+    assert veil.grad[0].item() < 0  # pushed up, towards 0.03
+    unknown = veil_loss(logit, veil, torch.full((3,), float("nan")))
+    assert unknown.item() == 0.0 and unknown.requires_grad
+
+
+def test_synthetic_samples_carry_their_veil_and_real_pairs_none(photos, tmp_path):
+    """The veil head's target: snow's share of air light, 0 for kinds that add none."""
+    snowy = Trainer(tiny_config(photos, **{"degrade.enabled": ["snow"]}), tmp_path / "s")
+    veils = [s.veil for s in snowy.batch(0) + snowy.batch(1)]
+    assert all(0.0 <= v <= 0.05 for v in veils) and len(set(veils)) == len(veils)
+    rainy = Trainer(tiny_config(photos), tmp_path / "r")
+    assert all(s.veil == 0.0 for s in rainy.batch(0))
+    for part in ("noisy", "clean"):
+        (tmp_path / "pairs" / part).mkdir(parents=True)
+        shutil.copy(photos / "coffee.png", tmp_path / "pairs" / part / "a.png")
+    assert np.isnan(PairedFolder(tmp_path / "pairs", 48).sample((0, 0, 0)).veil)
+
+
 def test_block_mask_marks_every_cell_holding_a_damaged_pixel():
     mask = torch.zeros(1, 1, 8, 8)
     mask[0, 0, 5, 2] = 1
@@ -150,7 +179,7 @@ def test_block_mask_marks_every_cell_holding_a_damaged_pixel():
     assert block_mask(mask, 1) is mask
 
 
-@pytest.mark.parametrize("head", ["input_skip", "fine_gate", "global_affine"])
+@pytest.mark.parametrize("head", ["input_skip", "fine_gate", "global_affine", "veil_head"])
 def test_init_grows_a_trained_model_without_changing_its_output(photos, tmp_path, head):
     """A checkpoint without a zero-initialised head continues training with it, as a no-op
     at first (how the bundled lite v1 became v2, and v4 became v6), and the head learns."""
@@ -159,14 +188,16 @@ def test_init_grows_a_trained_model_without_changing_its_output(photos, tmp_path
     with torch.no_grad():  # an open gate, as in a trained net, so gated heads get gradients
         old.arn.to_map.bias.fill_(1.0)
     save_generator(tmp_path / "v1.safetensors", old, half=False)
-    trainer = Trainer(tiny_config(photos, model={**TINY, head: True}), tmp_path / "v2")
+    snowy = {"degrade.enabled": ["snow", "raindrops"]}  # a veil for the veil head to learn
+    trainer = Trainer(tiny_config(photos, model={**TINY, head: True}, **snowy), tmp_path / "v2")
     trainer.init_from(tmp_path / "v1.safetensors")
     x = torch.rand(1, 3, 64, 96)
     with torch.no_grad():
         assert torch.equal(old.eval()(x).image, trainer.generator.eval()(x).image)
     ae = trainer.generator.autoencoder
     layer = {"input_skip": ae.skip, "fine_gate": ae.fine and ae.fine[-1],
-             "global_affine": ae.affine and ae.affine[-1]}[head]
+             "global_affine": ae.affine and ae.affine[-1], "veil_head": trainer.generator.veil}[head]
+    layer = layer.out if head == "veil_head" else layer
     before = layer.weight.detach().clone()
     trainer.train_step(trainer.batch(0))
     assert not torch.equal(before, layer.weight)

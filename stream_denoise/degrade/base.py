@@ -70,6 +70,12 @@ class Degradation(BaseModel):
     def _apply(self, clean: np.ndarray, seed: int, t: int) -> np.ndarray:
         raise NotImplementedError
 
+    def veil_share(self, seed: int) -> float:
+        """The share of every pixel this kind turns into air light for ``seed``, the same
+        at every ``t``; 0 for the kinds that add none. A veil lifts pixels below the
+        attention mask's threshold, so a model is told it rather than shown it."""
+        return 0.0
+
     def layout_rng(self, seed: int) -> np.random.Generator:
         """Generator for what persists over time (same for every ``t``).
 

@@ -7,7 +7,7 @@ on top of noise would be clean, and compression acts on everything before it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -46,13 +46,25 @@ class Mixture:
     def apply(self, clean: np.ndarray, seed: int, t: int = 0) -> np.ndarray:
         """Degraded ``(H, W, 3)`` uint8 image; depends only on (kinds, clean, seed, t)."""
         out = clean
+        for kind, sub in self._seeded(seed):
+            out = kind.apply(out, sub, t)
+        return out if out is not clean else clean.copy()
+
+    def veil_share(self, seed: int) -> float:
+        """The mixture's veil for ``seed`` (:meth:`Degradation.veil_share`): veils v1, v2 leave
+        (1 - v1)(1 - v2) of each pixel."""
+        keep = 1.0
+        for kind, sub in self._seeded(seed):
+            keep *= 1.0 - kind.veil_share(sub)
+        return 1.0 - keep
+
+    def _seeded(self, seed: int) -> Iterator[tuple[Degradation, int]]:
+        """The kinds in physical order, each with the seed it draws from."""
         seen: dict[str, int] = {}
         for kind in physical_order(self.kinds):
             n = seen.get(kind.name, 0)
             seen[kind.name] = n + 1
-            sub = seed if n == 0 else int(np.random.SeedSequence([seed, n]).generate_state(1)[0])
-            out = kind.apply(out, sub, t)
-        return out if out is not clean else clean.copy()
+            yield kind, seed if n == 0 else int(np.random.SeedSequence([seed, n]).generate_state(1)[0])
 
 
 def degrade(

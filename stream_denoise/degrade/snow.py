@@ -21,6 +21,7 @@ from .base import Degradation, Stage, blur, span, tint, uniform
 Fraction01 = Annotated[float, Field(ge=0.0, le=1.0)]
 
 _LAYERS = 5  # depth bins: each is drawn in one call with one width, opacity and blur
+AIR_LIGHT = 225.0  # the grey level the veil mixes in (a model's veil head inverts it)
 
 
 class Snow(Degradation):
@@ -44,12 +45,19 @@ class Snow(Degradation):
     veil: Annotated[tuple[float, float], span(0.0, 0.8)] = (0.0, 0.05)
     fps: Annotated[float, Field(gt=0.0, le=1000.0)] = 25.0
 
+    def veil_share(self, seed: int) -> float:
+        return self._draw_density_veil(self.layout_rng(seed))[1]
+
+    def _draw_density_veil(self, rng: np.random.Generator) -> tuple[float, float]:
+        """The layout's first two draws, so :meth:`veil_share` reads them without drawing flakes."""
+        return float(uniform(rng, self.density)), float(uniform(rng, self.veil))
+
     def _apply(self, clean: np.ndarray, seed: int, t: int) -> np.ndarray:
         h, w = clean.shape[:2]
         side = min(h, w)
         rng = self.layout_rng(seed)
-        n = int(uniform(rng, self.density) * h * w / 1e6)
-        veil = float(uniform(rng, self.veil))
+        density, veil = self._draw_density_veil(rng)
+        n = int(density * h * w / 1e6)
         wind = float(uniform(rng, self.wind))
         z = rng.random(n) ** 2  # depth 0 (far) .. 1 (near): most flakes are far
         x0, y0 = rng.random(n), rng.random(n)
@@ -92,5 +100,5 @@ class Snow(Degradation):
             cv2.add(alpha, layer, dst=alpha)
 
         # Veil: a share of every pixel becomes light grey air light.
-        veiled = cv2.convertScaleAbs(clean, alpha=1.0 - veil, beta=veil * 225.0)
+        veiled = cv2.convertScaleAbs(clean, alpha=1.0 - veil, beta=veil * AIR_LIGHT)
         return tint(veiled, (242.0, 245.0, 252.0), alpha.astype(np.float32) * (1.0 / 255.0))

@@ -59,6 +59,17 @@ class GeneratorConfig:
     damage touched), never by the output's error: that error taught it to darken rainy
     frames everywhere for the drops the gate had not fully repaired (-0.7 dB).
 
+    ``veil_head``: a light veil (snow's air light) lifts every pixel below the attention
+    mask's threshold, so the gate never opens on it. A small conv net over the image and
+    the attention map (:class:`VeilHead`) tells whether the frame is veiled, and the veil
+    ``v`` it removes, ``(x - AIR_LIGHT * v) / (1 - v)`` on the pixels the gate passes
+    through unchanged, is that probability times a learnt strength. Both are trained on
+    the known veils of synthetic pairs (``losses.veil_loss``), never by the output's error:
+    flakes tell a snowy frame from a rainy one, which the affine head, taught by the
+    output's error, could not. ``veil_threshold`` is a dead zone on that probability, as
+    ``gate_threshold`` is on the attention map: a veil removed from a frame that has none
+    costs a nearly clean frame (dust) more than the veil costs a snowy one.
+
     ``ae_width`` of a trained net can be grown: :meth:`Generator.embed` puts it into a
     wider one with the same output, to train more capacity on without starting over.
     """
@@ -78,21 +89,26 @@ class GeneratorConfig:
     fine_pixel: bool = False
     global_affine: bool = False
     affine_features: int = 1
+    veil_head: bool = False
+    veil_width: int = 24
+    veil_threshold: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in ("arn_width", "steps", "ae_width", "unshuffle", "fine_width", "fine_depth"):
+        for name in ("arn_width", "steps", "ae_width", "unshuffle", "fine_width", "fine_depth", "veil_width"):
             if getattr(self, name) < 1:
                 raise ValueError(f"GeneratorConfig.{name} must be >= 1")
         if self.res_blocks < 0:
             raise ValueError("GeneratorConfig.res_blocks must be >= 0")
         if self.ae_width % 2:
             raise ValueError("GeneratorConfig.ae_width must be even")
-        if not 0.0 <= self.gate_threshold < 1.0:
-            raise ValueError("GeneratorConfig.gate_threshold must be in [0, 1)")
+        for name in ("gate_threshold", "veil_threshold"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"GeneratorConfig.{name} must be in [0, 1)")
         if self.affine_features not in (1, 2):
             raise ValueError("GeneratorConfig.affine_features must be 1 or 2")
-        if self.fine_gate and not self.gate_output:
-            raise ValueError("GeneratorConfig.fine_gate needs gate_output")
+        for head in ("fine_gate", "veil_head"):
+            if getattr(self, head) and not self.gate_output:
+                raise ValueError(f"GeneratorConfig.{head} needs gate_output")
         object.__setattr__(self, "dilations", tuple(int(d) for d in self.dilations))
 
     @property
@@ -197,6 +213,42 @@ def _attention_spread(attention: torch.Tensor) -> torch.Tensor:
     on = [(-F.max_pool2d(-attention, k, stride=1, padding=k // 2) > 0.5).float().mean(dim=(1, 2, 3))
           for k in (1, 3, 5)]
     return torch.stack([attention.mean(dim=(1, 2, 3)), *on], 1)
+
+
+# The grey level snow's veil mixes in (degrade/snow.py's AIR_LIGHT, on 0-1; a test checks).
+AIR_LIGHT = 225.0 / 255.0
+
+
+class VeilHead(nn.Module):
+    """Is the frame veiled, and by how much: from the pixel-unshuffled image and the
+    attention map, three 3x3 convs (the second of stride 2), the features' mean and
+    maximum over the image and a linear read-out give the logit of "veiled" (many small
+    bright streaks tell snow from drops or dust); the veil is its probability times
+    ``strength``, a veiled frame's mean veil. ``strength`` starts at zero, so a net grown
+    with this head keeps its output while the classifier, randomly initialised, learns
+    from the first step (zero-initialised, it took thousands of steps to start)."""
+
+    def __init__(self, channels: int, width: int) -> None:
+        super().__init__()
+        self.convs = nn.Sequential(_conv(channels, width), nn.ReLU(), _conv(width, width, stride=2), nn.ReLU(),
+                                   _conv(width, width), nn.ReLU())
+        self.out = nn.Linear(2 * width, 1)
+        self.strength = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x: torch.Tensor, threshold: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, C, h, w) -> logit (B, 1) and veil (B, 1), the latter not clamped (its loss
+        needs the gradient everywhere) and trainable through ``strength`` alone; below
+        ``threshold`` the probability counts as 0, and it rises linearly from there to 1."""
+        h = self.convs(x)
+        logit = self.out(torch.cat([h.mean(dim=(2, 3)), h.amax(dim=(2, 3))], 1))
+        p = ((torch.sigmoid(logit) - threshold) / (1 - threshold)).clamp(0, 1)
+        return logit, p.detach() * self.strength
+
+
+def _unveil(image: torch.Tensor, veil: torch.Tensor) -> torch.Tensor:
+    """Invert ``image = clean * (1 - v) + AIR_LIGHT * v`` per image; ``veil`` (B, 1)."""
+    v = veil.clamp(0.0, 0.5)[..., None, None]
+    return (image - AIR_LIGHT * v) / (1 - v)
 
 
 class PixelGate(nn.Sequential):
@@ -357,8 +409,9 @@ class GeneratorOutput(NamedTuple):
     ``image`` (B, 3, H, W); ``side2``/``side4`` at 1/2 and 1/4 of H, W; ``attention`` one
     (B, 1, H, W) map per recurrent step; ``fine_gate`` (B, 1, H, W) the per-pixel factor on
     the gate before it is clamped to [0, 1], ``proposal`` (B, 3, H, W) the correction the
-    cell gate lets through, which that factor scales, and ``affine`` (B, 6) the global
-    head's gain and offset per colour, None without those heads.
+    cell gate lets through, which that factor scales, ``affine`` (B, 6) the global
+    head's gain and offset per colour, and ``veil`` (B, 1) the veil head's estimate with
+    ``veil_logit`` (B, 1) its logit of "veiled", None without those heads.
     """
 
     image: torch.Tensor
@@ -368,6 +421,8 @@ class GeneratorOutput(NamedTuple):
     fine_gate: torch.Tensor | None = None
     affine: torch.Tensor | None = None
     proposal: torch.Tensor | None = None
+    veil: torch.Tensor | None = None
+    veil_logit: torch.Tensor | None = None
 
 
 class Generator(nn.Module):
@@ -388,12 +443,13 @@ class Generator(nn.Module):
             fine_pixel=self.config.fine_pixel,
             global_affine=self.config.global_affine, affine_features=self.config.affine_features,
         )
+        self.veil = VeilHead(channels + 1, self.config.veil_width) if self.config.veil_head else None
 
     def head_parameters(self) -> list[nn.Parameter]:
-        """The zero-initialised heads' weights (fine gate, global affine): grown onto a
-        trained net, they start from nothing and may need another learning rate."""
+        """The zero-initialised heads' weights (fine gate, global affine, veil): grown onto
+        a trained net, they start from nothing and may need another learning rate."""
         ae = self.autoencoder
-        return [p for head in (ae.fine, ae.affine) if head is not None for p in head.parameters()]
+        return [p for head in (ae.fine, ae.affine, self.veil) if head is not None for p in head.parameters()]
 
     def embed(self, narrow: "Generator") -> None:
         """Copy a trained ``narrow`` generator into this one, whose autoencoder may be wider
@@ -426,7 +482,10 @@ class Generator(nn.Module):
         r = self.config.unshuffle
         x = F.pixel_unshuffle(image, r) if r > 1 else image
         maps = self.arn(x)
-        out, side2, side4, fine, affine = self.autoencoder(torch.cat([x, maps[-1]], dim=1))
+        seen = torch.cat([x, maps[-1]], dim=1)
+        out, side2, side4, fine, affine = self.autoencoder(seen)
+        veil_logit, veil = (None, None) if self.veil is None else self.veil(  # trained by veil_loss alone
+            seen.detach(), self.config.veil_threshold)
         proposal = None
         if self.config.gate_output:
             t = self.config.gate_threshold
@@ -439,6 +498,12 @@ class Generator(nn.Module):
             out = x + gate * out
             side2 = F.avg_pool2d(x, 2) + F.avg_pool2d(coarse, 2) * side2
             side4 = F.avg_pool2d(x, 4) + F.avg_pool2d(coarse, 4) * side4
+            if veil is not None:  # what the gate passes through unchanged loses the veil
+                v = veil.detach() if self.training else veil
+                out = out + (1 - gate) * (_unveil(x, v) - x)
+                side2, side4 = (side + (1 - F.avg_pool2d(coarse, k)) * (_unveil(F.avg_pool2d(x, k), v)
+                                                                       - F.avg_pool2d(x, k))
+                                for side, k in ((side2, 2), (side4, 4)))
         if affine is not None:  # (B, 6): gain and offset per colour, on every pixel
             applied = affine.detach() if self.training else affine  # trained by affine_loss alone
             gain, offset = (a.repeat_interleave(r * r, dim=1)[..., None, None] for a in applied.chunk(2, 1))
@@ -450,7 +515,7 @@ class Generator(nn.Module):
                     for m in maps]
         if fine is not None and r > 1:
             fine, proposal = F.pixel_shuffle(fine, r), F.pixel_shuffle(proposal, r)
-        return GeneratorOutput(out, side2, side4, maps, fine, affine, proposal)
+        return GeneratorOutput(out, side2, side4, maps, fine, affine, proposal, veil, veil_logit)
 
 
 class Discriminator(nn.Module):

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import torch
 
-from ..degrade import DegradeConfig, degrade, difference_mask
+from ..degrade import DegradeConfig, Mixture, degrade, difference_mask
 from ..errors import InputError
 from ..io.sources import IMAGE_SUFFIXES, open_source, read_rgb
 
@@ -23,11 +23,14 @@ VIDEO_SUFFIXES = frozenset({".mp4", ".mkv", ".mov", ".avi", ".webm", ".ts", ".m4
 
 @dataclass(frozen=True)
 class Sample:
-    """One training pair as uint8 arrays: noisy and clean (H, W, 3), mask (H, W) float 0/1."""
+    """One training pair as uint8 arrays: noisy and clean (H, W, 3), mask (H, W) float 0/1,
+    and the share of air light veiling the whole frame (``Degradation.veil_share``), NaN
+    where unknown (real pairs)."""
 
     noisy: np.ndarray
     clean: np.ndarray
     mask: np.ndarray
+    veil: float = float("nan")
 
 
 def builtin_footage() -> list[Path]:
@@ -140,10 +143,11 @@ class SyntheticPairs:
         if rng.random() < 0.5:
             clean = np.ascontiguousarray(clean[:, ::-1])
         kinds = self.config.sample(rng)
-        noisy, mask = degrade(clean, kinds, seed=int(rng.integers(2**31)), t=int(rng.integers(1000)))
+        seed = int(rng.integers(2**31))
+        noisy, mask = degrade(clean, kinds, seed=seed, t=int(rng.integers(1000)))
         ys, xs = crop_box(rng, clean.shape, self.crop)
         return Sample(np.ascontiguousarray(noisy[ys, xs]), np.ascontiguousarray(clean[ys, xs]),
-                      np.ascontiguousarray(mask[ys, xs]))
+                      np.ascontiguousarray(mask[ys, xs]), Mixture(tuple(kinds)).veil_share(seed))
 
 
 def is_paired_folder(path: str | Path) -> bool:
@@ -188,9 +192,10 @@ class PairedFolder:
         return Sample(noisy, clean, difference_mask(noisy, clean, self.threshold))
 
 
-def to_tensors(samples: Sequence[Sample]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Stack samples into (noisy, clean, mask) float tensors in [0, 1], NCHW."""
+def to_tensors(samples: Sequence[Sample]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Stack samples into (noisy, clean, mask) float tensors in [0, 1], NCHW, and their
+    veils (B,)."""
     noisy = torch.from_numpy(np.stack([s.noisy for s in samples])).permute(0, 3, 1, 2).float() / 255
     clean = torch.from_numpy(np.stack([s.clean for s in samples])).permute(0, 3, 1, 2).float() / 255
     mask = torch.from_numpy(np.stack([s.mask for s in samples]))[:, None].float()
-    return noisy, clean, mask
+    return noisy, clean, mask, torch.tensor([s.veil for s in samples], dtype=torch.float32)

@@ -106,6 +106,24 @@ def affine_loss(
     return (err / (base + floor)).mean()
 
 
+def veil_loss(logit: torch.Tensor, veil: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The veil head's two parts against each sample's known veil (B,): binary cross-entropy
+    of its logit (B, 1) of "veiled" against veil > 0, plus the squared error of its veil
+    (B, 1), probability times strength, in percent of a pixel (veils are a few
+    hundredths). The veil's gradient reaches the strength alone (``VeilHead``), whose
+    best value is then a veiled frame's mean veil. Samples whose veil is unknown (NaN:
+    real pairs) are left out; a batch of only those gives 0.
+
+    A plain regression of the veil learnt only its mean for thousands of steps: the
+    spread of veils among snowy frames drowns the signal of which frames are snowy."""
+    known = torch.isfinite(target)
+    if not bool(known.any()):
+        return (logit.sum() + veil.sum()) * 0.0
+    target = target[known]
+    bce = F.binary_cross_entropy_with_logits(logit[:, 0][known], (target > 0).to(logit.dtype))
+    return bce + ((veil[:, 0][known] - target) * 100.0).pow(2).mean()
+
+
 def generator_adversarial_loss(fake_logit: torch.Tensor) -> torch.Tensor:
     """-log D(G(x)), written on logits for numerical stability."""
     return F.binary_cross_entropy_with_logits(fake_logit, torch.ones_like(fake_logit))

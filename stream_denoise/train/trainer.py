@@ -40,6 +40,7 @@ from .losses import (
     block_mask,
     discriminator_loss,
     fine_gate_loss,
+    veil_loss,
     generator_adversarial_loss,
     inverse_mse_weights,
     multiscale_loss,
@@ -91,7 +92,7 @@ class Trainer:
         trunk = [p for p in self.generator.parameters() if id(p) not in heads]
         if opt.heads_only:
             if not heads:
-                raise UsageError("optim.heads_only needs a model with fine_gate or global_affine")
+                raise UsageError("optim.heads_only needs a model with fine_gate, global_affine or veil_head")
             for p in trunk:
                 p.requires_grad_(False)
         groups = [{"params": self.generator.head_parameters(), "base_lr": opt.head_lr or opt.lr}]
@@ -149,7 +150,7 @@ class Trainer:
     def train_step(self, samples: list[Sample]) -> dict[str, float]:
         c = self.config.loss
         lr = self._set_lr()
-        noisy, clean, pixel_mask = (self._on_device(t) for t in to_tensors(samples))
+        noisy, clean, pixel_mask, veil = (self._on_device(t) for t in to_tensors(samples))
         mask = block_mask(pixel_mask, self.generator.config.unshuffle)
         self.generator.train()
         with self._autocast():
@@ -170,6 +171,10 @@ class Trainer:
                 l_aff = affine_loss(noisy, clean, pixel_mask, out.affine)
                 loss_g = loss_g + l_aff
                 stats["affine_loss"] = l_aff.item()
+            if out.veil is not None:  # likewise the veil head's
+                l_veil = veil_loss(out.veil_logit.float(), out.veil.float(), veil)
+                loss_g = loss_g + l_veil
+                stats["veil_loss"] = l_veil.item()
             if self.perceptual is not None:
                 l_p = self.perceptual(out.image, clean)
                 loss_g = loss_g + c.perceptual * l_p
@@ -201,7 +206,7 @@ class Trainer:
 
     def _on_device(self, t: torch.Tensor) -> torch.Tensor:
         t = t.to(self.device, non_blocking=True)
-        return t.contiguous(memory_format=torch.channels_last) if self.cuda else t
+        return t.contiguous(memory_format=torch.channels_last) if self.cuda and t.dim() == 4 else t
 
     def _autocast(self) -> torch.autocast:
         """bfloat16 on CUDA (its range needs no loss scaling); a no-op elsewhere."""
@@ -236,7 +241,7 @@ class Trainer:
         self.generator.eval()
         results: dict[str, list[float]] = {"psnr": [], "ssim": [], "input_psnr": [], "input_ssim": []}
         for i in range(0, len(self.val_samples), 8):
-            noisy, clean, _ = (t.to(self.device) for t in to_tensors(self.val_samples[i:i + 8]))
+            noisy, clean, *_ = (t.to(self.device) for t in to_tensors(self.val_samples[i:i + 8]))
             p, s = psnr_ssim(self.generator(noisy).image, clean)
             ip, is_ = psnr_ssim(noisy, clean)
             n = len(noisy)
@@ -285,7 +290,7 @@ class Trainer:
         how a shipped model is trained further without shipping optimiser state.
 
         The config's model may differ from the checkpoint's only where no output changes:
-        added zero-initialised layers (input skip, fine gate, global affine), another gate
+        added zero-initialised layers (input skip, fine gate, global affine, veil), another gate
         dead zone, or a wider autoencoder (``Generator.embed``); a head of another shape
         starts afresh (as if the net had none)."""
         from ..models.weights import load_generator
@@ -295,17 +300,21 @@ class Trainer:
         grown = replace(old, input_skip=arch.input_skip, gate_threshold=arch.gate_threshold,
                         fine_gate=arch.fine_gate, fine_width=arch.fine_width, fine_depth=arch.fine_depth,
                         fine_pixel=arch.fine_pixel, global_affine=arch.global_affine,
-                        affine_features=arch.affine_features, ae_width=max(old.ae_width, arch.ae_width))
+                        affine_features=arch.affine_features, veil_head=arch.veil_head,
+                        veil_width=arch.veil_width, veil_threshold=arch.veil_threshold,
+                        ae_width=max(old.ae_width, arch.ae_width))
         if grown != arch:
             raise UsageError(f"{name_or_path} has a different architecture than the config's model "
                              "(only added heads, the gate's dead zone and a wider ae_width may differ)")
         state = generator.state_dict()
         fine_shape = (arch.fine_width, arch.fine_depth, arch.fine_pixel)
-        for head, changed in (("fine", fine_shape != (old.fine_width, old.fine_depth, old.fine_pixel)),
-                              ("affine", arch.affine_features != old.affine_features)):
+        for head, changed in (("autoencoder.fine", fine_shape != (old.fine_width, old.fine_depth, old.fine_pixel)),
+                              ("autoencoder.affine", arch.affine_features != old.affine_features),
+                              ("veil", arch.veil_width != old.veil_width)):
             if changed:
-                state = {k: v for k, v in state.items() if not k.startswith(f"autoencoder.{head}.")}
-                log.info("the config's %s head has another shape than %s's: it starts afresh", head, name_or_path)
+                state = {k: v for k, v in state.items() if not k.startswith(f"{head}.")}
+                log.info("the config's %s head has another shape than %s's: it starts afresh",
+                         head.rsplit(".", 1)[-1], name_or_path)
         # at the checkpoint's width first, then embedded in the config's (a no-op when equal)
         same_width = Generator(replace(arch, ae_width=old.ae_width))
         missing, unexpected = same_width.load_state_dict(state, strict=False)

@@ -29,7 +29,8 @@ def main() -> None:
     noise = {} if args.auto_noise is None else {"auto_noise": tuple(float(v) for v in args.auto_noise.split(","))}
     generator, _ = load_generator(args.model)
     sigmas = [float(v) for v in args.auto_sigma.split(",")]
-    chains = {s: Denoiser(generator, pre=GaussianStage(sigma="auto", auto_sigma=s, **noise), impulse=True) for s in sigmas}
+    chains = {s: Denoiser(generator, pre=GaussianStage(sigma="auto", auto_sigma=s, **noise), impulse=True)
+              for s in sigmas}
     print("| noise sigma | input PSNR | " + " | ".join(f"auto_sigma {s:g}" for s in sigmas) + " |")
     print("|---" * (len(sigmas) + 2) + "|")
     for lo, hi in RANGES:

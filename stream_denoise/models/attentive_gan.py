@@ -446,8 +446,9 @@ class Generator(nn.Module):
         self.veil = VeilHead(channels + 1, self.config.veil_width) if self.config.veil_head else None
 
     def head_parameters(self) -> list[nn.Parameter]:
-        """The zero-initialised heads' weights (fine gate, global affine, veil): grown onto
-        a trained net, they start from nothing and may need another learning rate."""
+        """The optional heads' weights (fine gate, global affine, veil), each a no-op at
+        first: grown onto a trained net, they start from nothing and may need another
+        learning rate."""
         ae = self.autoencoder
         return [p for head in (ae.fine, ae.affine, self.veil) if head is not None for p in head.parameters()]
 

@@ -114,8 +114,8 @@ def veil_loss(logit: torch.Tensor, veil: torch.Tensor, target: torch.Tensor) -> 
     best value is then a veiled frame's mean veil. Samples whose veil is unknown (NaN:
     real pairs) are left out; a batch of only those gives 0.
 
-    A plain regression of the veil learnt only its mean for thousands of steps: the
-    spread of veils among snowy frames drowns the signal of which frames are snowy."""
+    A first form, a plain regression of the veil through a zero-initialised read-out,
+    gave every frame the same 0.93 % after 2,000 steps (README, Design)."""
     known = torch.isfinite(target)
     if not bool(known.any()):
         return (logit.sum() + veil.sum()) * 0.0

@@ -40,10 +40,10 @@ from .losses import (
     block_mask,
     discriminator_loss,
     fine_gate_loss,
-    veil_loss,
     generator_adversarial_loss,
     inverse_mse_weights,
     multiscale_loss,
+    veil_loss,
 )
 from .perceptual import PerceptualLoss
 

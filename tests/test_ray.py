@@ -28,7 +28,7 @@ def _times(path) -> list[float]:
 
 @pytest.fixture(scope="module", autouse=True)
 def local_ray():
-    import cloudpickle
+    from ray import cloudpickle  # Ray pickles with its vendored copy, not the standalone package
 
     cloudpickle.register_pickle_by_value(conftest)  # the stand-in models travel by value
     # 4 logical CPUs: Ray Train needs 2 workers plus its own controller.

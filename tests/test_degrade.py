@@ -24,6 +24,7 @@ from stream_denoise.degrade import (
     SaltPepper,
     Snow,
     Stripes,
+    WetGlass,
     contact_sheet,
     degrade,
     difference_mask,
@@ -77,7 +78,8 @@ def test_kind_contract(name: str, photos: dict[str, np.ndarray]) -> None:
 
 def test_registry_names_and_config_fields() -> None:
     assert set(KINDS) == {
-        "raindrops", "dust", "snow", "gaussian", "salt_pepper", "stripes", "jpeg", "h264", "defects"
+        "raindrops", "wet_glass", "dust", "snow", "gaussian", "salt_pepper", "stripes", "jpeg", "h264",
+        "defects",
     }  # fmt: skip
     config = DegradeConfig()
     for name, cls in KINDS.items():
@@ -192,6 +194,7 @@ def test_mask_threshold() -> None:
 # PSNR (dB) at default parameters, seeds 0-5 on the three photos, measured with margin.
 PSNR_BANDS = {
     "raindrops": (15.0, 30.0),
+    "wet_glass": (14.0, 32.0),
     "dust": (30.0, 42.0),
     "snow": (18.0, 32.0),
     "gaussian": (19.0, 35.0),
@@ -241,6 +244,85 @@ def test_sharp_and_defocused_drops(coffee: np.ndarray) -> None:
     assert edge_energy(sharp) > 2 * edge_energy(soft)
 
 
+def _round_drops(**kw: object) -> WetGlass:
+    """Round, sharp, unwashed drops of one size: the geometry alone decides what they show."""
+    base = dict(radius=(0.08, 0.08), size_spread=0.0, coverage=(0.15, 0.15), elongation=(0.0, 0.0),
+                irregularity=0.0, focus_blur=(0.0, 0.0), inner_blur=(0.0, 0.0), haze=(0.0, 0.0),
+                tint=(0.0, 0.0), highlight=(0.0, 0.0), trails=0.0, height=(0.5, 0.5))
+    return WetGlass(**(base | kw))
+
+
+def test_wet_glass_drops_turn_the_view_over() -> None:
+    """A convex drop is a lens: on a scene that brightens downward, the view inside each
+    drop brightens upward (Snell's law, not a painted look)."""
+    ramp = np.repeat(np.linspace(0, 255, 240, dtype=np.float32)[:, None], 320, axis=1)
+    scene = np.repeat(ramp[..., None], 3, axis=2).astype(np.uint8)
+    out = _round_drops().apply(scene, seed=2)
+    changed = difference_mask(out, scene, 10).astype(np.uint8)
+    n, labels = cv2.connectedComponents(changed)
+    slopes = []
+    for k in range(1, n):
+        ys, _ = np.nonzero(labels == k)
+        if len(ys) < 150 or ys.min() == 0 or ys.max() == 239:
+            continue  # tiny slivers and drops cut by the frame
+        slopes.append(np.polyfit(ys, out[labels == k][:, 0].astype(float), 1)[0])
+    assert len(slopes) >= 3, "too few whole drops to judge"
+    assert np.median(slopes) < -1.0, slopes  # the scene's own slope is +1.07 levels per row
+
+
+def test_wet_glass_rims_are_dark_and_flat_films_barely_bend() -> None:
+    """Steep drop edges reflect totally (dark rims); a flat film of water hardly refracts."""
+    grey = np.full((240, 320, 3), 160, np.uint8)
+    steep = _round_drops(height=(1.2, 1.2), power=(0.5, 0.5)).apply(grey, seed=1)
+    assert (steep.min(axis=2) < 80).mean() > 0.01
+    flat = _round_drops(height=(0.03, 0.03)).apply(grey, seed=1)
+    assert np.abs(flat.astype(int) - grey).max() <= 2
+
+
+def test_wet_glass_spans_sizes_and_densities(coffee: np.ndarray) -> None:
+    """The size and coverage ranges reach both ends: fine mist of beads to a few big bodies."""
+    fine = _round_drops(radius=(0.004, 0.004)).apply(coffee, seed=3)
+    big = _round_drops(radius=(0.15, 0.15)).apply(coffee, seed=3)
+    for out in (fine, big):
+        assert 0.03 < difference_mask(out, coffee).mean() < 0.6
+    n_fine = cv2.connectedComponents(difference_mask(fine, coffee).astype(np.uint8))[0]
+    n_big = cv2.connectedComponents(difference_mask(big, coffee).astype(np.uint8))[0]
+    assert n_fine > 10 * n_big
+    sparse = _round_drops(coverage=(0.03, 0.03)).apply(coffee, seed=3)
+    dense = _round_drops(coverage=(0.8, 0.8)).apply(coffee, seed=3)
+    assert difference_mask(dense, coffee).mean() > 4 * difference_mask(sparse, coffee).mean()
+
+
+def test_wet_glass_defocus_and_trails(coffee: np.ndarray) -> None:
+    sharp = _round_drops().apply(coffee, 1)
+    soft = _round_drops(focus_blur=(0.02, 0.02)).apply(coffee, 1)
+
+    def edge_energy(img: np.ndarray) -> float:
+        delta = img.astype(np.float32) - coffee.astype(np.float32)
+        return float(np.abs(cv2.Laplacian(delta, cv2.CV_32F)).mean())
+
+    assert edge_energy(sharp) > 2 * edge_energy(soft)
+    # Sliders move down over time and leave beads behind: more glass is wet, and it changes.
+    trails = _round_drops(trails=1.0, radius=(0.04, 0.04))
+    assert difference_mask(trails.apply(coffee, 1), coffee).mean() > difference_mask(sharp, coffee).mean()
+    assert not np.array_equal(trails.apply(coffee, 1, t=0), trails.apply(coffee, 1, t=25))
+
+
+def test_snow_bokeh_adds_flakes_at_the_lens(coffee: np.ndarray) -> None:
+    plain = Snow(density=(500.0, 500.0)).apply(coffee, 4)
+    near = Snow(density=(500.0, 500.0), bokeh=(60.0, 60.0)).apply(coffee, 4)
+    # The far flakes draw from their own stream: the bokeh only adds, it moves none of them.
+    assert difference_mask(near, coffee).sum() > difference_mask(plain, coffee).sum()
+    assert difference_mask(near, plain, 3).mean() > 0.01
+
+
+def test_dust_smudges_are_large_and_soft(coffee: np.ndarray) -> None:
+    smudged = Dust(specks=(0, 0), hairs=(0, 0), smudges=(3, 3), smudge_size=(0.3, 0.3)).apply(coffee, 2)
+    delta = np.abs(smudged.astype(np.float32) - coffee.astype(np.float32)).sum(axis=2)
+    assert (delta > 6).mean() > 0.1, "three large smudges cover a tenth of the frame"
+    assert np.array_equal(Dust(smudges=(0, 0)).apply(coffee, 2), Dust().apply(coffee, 2))
+
+
 # --- mixtures and config -----------------------------------------------------------------
 
 
@@ -273,6 +355,12 @@ def test_empty_mixture_returns_a_copy(coffee: np.ndarray) -> None:
         (Raindrops, {"radius": [0.01, 0.9]}, "radius"),
         (Raindrops, {"rim_darkness": 1.5}, "rim_darkness"),
         (Raindrops, {"wetness": 1.0}, "wetness"),
+        (WetGlass, {"coverage": [0.5, 0.2]}, "coverage"),
+        (WetGlass, {"radius": [0.0001, 0.1]}, "radius"),
+        (WetGlass, {"trails": 1.5}, "trails"),
+        (Snow, {"bokeh": [-1, 5]}, "bokeh"),
+        (Dust, {"smudges": [3, 1]}, "smudges"),
+        (DegradeConfig, {"wet_glass": {"focal": [0.1, 1.0]}}, "wet_glass.focal"),
         (GaussianNoise, {"sigma": [-1.0, 5.0]}, "sigma"),
         (Jpeg, {"quality": [0, 50]}, "quality"),
         (Stripes, {"orientation": "diagonal"}, "orientation"),

@@ -24,6 +24,7 @@ from .pairs import sample_seed, write_pairs
 from .raindrops import Raindrops
 from .sheet import contact_sheet, psnr
 from .snow import Snow
+from .wet_glass import WetGlass
 
 __all__ = [
     "H264",
@@ -41,6 +42,7 @@ __all__ = [
     "Snow",
     "Stage",
     "Stripes",
+    "WetGlass",
     "contact_sheet",
     "degrade",
     "difference_mask",

@@ -76,13 +76,14 @@ class Degradation(BaseModel):
         attention mask's threshold, so a model is told it rather than shown it."""
         return 0.0
 
-    def layout_rng(self, seed: int) -> np.random.Generator:
+    def layout_rng(self, seed: int, part: int = 0) -> np.random.Generator:
         """Generator for what persists over time (same for every ``t``).
 
         Salted with the kind's name so two kinds given the same seed do not lay out
-        correlated patterns (dust specks on top of raindrops).
+        correlated patterns (dust specks on top of raindrops). ``part`` > 0 gives an
+        independent stream for a layer added later, so older layouts keep their draws.
         """
-        return np.random.default_rng([seed, _salt(self.name), 0])
+        return np.random.default_rng([seed, _salt(self.name), 0] + ([part] if part else []))
 
     def frame_rng(self, seed: int, t: int) -> np.random.Generator:
         """Generator for what changes every frame."""
@@ -159,3 +160,19 @@ def tint(image: np.ndarray, colour: tuple[float, float, float], alpha: np.ndarra
     row = np.tile(np.asarray(colour, np.float32).round().astype(np.uint8), w).reshape(1, w, 3)
     flat = np.broadcast_to(row, image.shape).copy()
     return cv2.blendLinear(flat, image, alpha, 1.0 - alpha)
+
+
+def sample_bilinear(image: np.ndarray, x: np.ndarray, y: np.ndarray, border: int = cv2.BORDER_REPLICATE) -> np.ndarray:
+    """Bilinear samples ``(N, 3)`` float32 of ``image`` at points ``x, y``; outside the
+    image, ``border`` (an OpenCV border mode) decides what is seen."""
+    n = len(x)
+    if n == 0:
+        return np.zeros((0, 3), np.float32)
+    # cv2.remap wants a 2-D map under 32767 on a side: fold the list into rows.
+    cols = 1024
+    rows = -(-n // cols)
+    mx = np.zeros(rows * cols, np.float32)
+    my = np.zeros(rows * cols, np.float32)
+    mx[:n], my[:n] = x, y
+    out = cv2.remap(image, mx.reshape(rows, cols), my.reshape(rows, cols), cv2.INTER_LINEAR, borderMode=border)
+    return out.reshape(-1, 3)[:n].astype(np.float32)

@@ -20,9 +20,10 @@ from .mix import KINDS
 from .noise import GaussianNoise, SaltPepper, Stripes
 from .raindrops import Raindrops
 from .snow import Snow
+from .wet_glass import WetGlass
 
 KindName = Literal[
-    "raindrops", "dust", "snow", "gaussian", "salt_pepper", "stripes", "jpeg", "h264", "defects"
+    "raindrops", "wet_glass", "dust", "snow", "gaussian", "salt_pepper", "stripes", "jpeg", "h264", "defects"
 ]
 
 
@@ -45,6 +46,7 @@ class DegradeConfig(BaseModel):
     pick: Annotated[tuple[int, int], span(1, len(KINDS))] = (1, 2)
 
     raindrops: Raindrops = Raindrops()
+    wet_glass: WetGlass = WetGlass()
     dust: Dust = Dust()
     snow: Snow = Snow()
     gaussian: GaussianNoise = GaussianNoise()

@@ -25,7 +25,9 @@ _LIGHT = (235.0, 235.0, 230.0)
 class Dust(Degradation):
     """Out-of-focus specks, hairs and scratches that stay put.
 
-    Sizes are fractions of the image's shorter side (``min(H, W)``).
+    Sizes are fractions of the image's shorter side (``min(H, W)``). ``smudges`` adds
+    that many large soft blotches (``smudge_size`` across), dark or light, each also
+    smearing the scene behind it as grease on glass does.
     """
 
     name: ClassVar[str] = "dust"
@@ -38,6 +40,8 @@ class Dust(Degradation):
     hairs: Annotated[tuple[int, int], span(0, 100)] = (1, 4)
     hair_length: Annotated[tuple[float, float], span(0.0, 1.0)] = (0.04, 0.2)
     focus_blur: Annotated[tuple[float, float], span(0.0, 0.05)] = (0.002, 0.006)
+    smudges: Annotated[tuple[int, int], span(0, 50)] = (0, 0)
+    smudge_size: Annotated[tuple[float, float], span(0.01, 1.0)] = (0.05, 0.2)
 
     def _apply(self, clean: np.ndarray, seed: int, t: int) -> np.ndarray:
         h, w = clean.shape[:2]
@@ -73,8 +77,30 @@ class Dust(Degradation):
             value = int(255 * uniform(rng, (max(self.opacity[0], 0.3), max(self.opacity[1], 0.5))))
             cv2.polylines(canvas, [pts], False, value, 1, cv2.LINE_AA, 4)
         sigma = float(uniform(rng, self.focus_blur)) * side
+        if self.smudges[1] > 0:
+            clean = self._smudge(clean, seed, dark, light)
         out = tint(clean, _DARK, blur(dark, sigma).astype(np.float32) * (1.0 / 255.0))
         return tint(out, _LIGHT, blur(light, sigma).astype(np.float32) * (1.0 / 255.0))
+
+    def _smudge(self, clean: np.ndarray, seed: int, dark: np.ndarray, light: np.ndarray) -> np.ndarray:
+        """Paint the smudges' tint into ``dark``/``light`` (blurred later with the specks)
+        and return ``clean`` smeared where the grease lies. Own stream: layouts without
+        smudges draw as before."""
+        h, w = clean.shape[:2]
+        side = min(h, w)
+        rng = self.layout_rng(seed, part=1)
+        grease = np.zeros((h, w), np.float32)
+        for _ in range(integers(rng, self.smudges)):
+            size = uniform(rng, self.smudge_size) * side
+            blob = np.zeros((h, w), np.float32)
+            _ellipse(blob, (rng.uniform(0, w), rng.uniform(0, h)),
+                     (size / 2, size / 2 * rng.uniform(0.3, 1.0)), rng.uniform(0, 180), 1)
+            blob = blur(blob, size / 4)
+            grease = np.maximum(grease, blob)
+            tone = light if rng.random() < self.light_fraction else dark
+            cv2.add(tone, (blob * 255 * uniform(rng, (0.15, 0.5))).astype(np.uint8), dst=tone)
+        smeared = blur(clean, 0.01 * side)
+        return cv2.blendLinear(smeared, clean, grease, 1.0 - grease)
 
 
 def _ellipse(

@@ -1,6 +1,6 @@
 """Several degradations on one frame, in the order light meets them.
 
-Scene (snow) -> lens (raindrops, dust) -> sensor (defects, noise, line noise, impulse
+Scene (snow) -> lens (raindrops, wet glass, dust) -> sensor (defects, noise, line noise, impulse
 errors) -> codec (JPEG, H.264). Order matters: noise on top of a drop is noisy, a drop
 on top of noise would be clean, and compression acts on everything before it.
 """
@@ -20,10 +20,11 @@ from .mask import difference_mask
 from .noise import GaussianNoise, SaltPepper, Stripes
 from .raindrops import Raindrops
 from .snow import Snow
+from .wet_glass import WetGlass
 
 # Name -> class, in physical order (ties within a stage are broken by this order).
 KINDS: dict[str, type[Degradation]] = {
-    cls.name: cls for cls in (Snow, Raindrops, Dust, Defects, GaussianNoise, Stripes, SaltPepper, Jpeg, H264)
+    cls.name: cls for cls in (Snow, Raindrops, WetGlass, Dust, Defects, GaussianNoise, Stripes, SaltPepper, Jpeg, H264)
 }
 _RANK = {name: i for i, name in enumerate(KINDS)}
 

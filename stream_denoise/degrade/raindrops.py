@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 from pydantic import Field
 
-from .base import Degradation, Stage, blur, integers, log_uniform, over, span, to_uint8, uniform
+from .base import Degradation, Stage, blur, integers, log_uniform, over, sample_bilinear, span, to_uint8, uniform
 
 Fraction01 = Annotated[float, Field(ge=0.0, le=1.0)]
 
@@ -92,7 +92,7 @@ class Raindrops(Degradation):
         # drops that look above the frame see the top rows (usually sky).
         hq, wq = max(h // 4, 2), max(w // 4, 2)
         small = cv2.resize(clean, (wq, hq), interpolation=cv2.INTER_AREA)
-        refr = _sample(small, (src_x + 0.5) * (wq / w) - 0.5, (src_y + 0.5) * (hq / h) - 0.5)
+        refr = sample_bilinear(small, (src_x + 0.5) * (wq / w) - 0.5, (src_y + 0.5) * (hq / h) - 0.5)
         pixels = small.reshape(-1, 3).astype(np.float32)
         haze_colour = 0.5 * pixels.mean(0) + 0.5 * 235.0
         luma = pixels @ np.array([0.299, 0.587, 0.114], np.float32)
@@ -232,24 +232,3 @@ def _positions(d: _Drops, secs: float, w: int, h: int) -> tuple[np.ndarray, np.n
     x = np.mod(d.x + d.vx * secs + m, w + 2 * m) - m
     y = np.mod(d.y + d.vy * slip + m, h + 2 * m) - m
     return x, y
-
-
-def _sample(image: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Bilinear samples ``(N, 3)`` float32 of ``image`` at points ``x, y`` (clamped)."""
-    n = len(x)
-    if n == 0:
-        return np.zeros((0, 3), np.float32)
-    # cv2.remap wants a 2-D map under 32767 on a side: fold the list into rows.
-    cols = 1024
-    rows = -(-n // cols)
-    mx = np.zeros(rows * cols, np.float32)
-    my = np.zeros(rows * cols, np.float32)
-    mx[:n], my[:n] = x, y
-    out = cv2.remap(
-        image,
-        mx.reshape(rows, cols),
-        my.reshape(rows, cols),
-        cv2.INTER_LINEAR,
-        borderMode=cv2.BORDER_REPLICATE,
-    )
-    return out.reshape(-1, 3)[:n].astype(np.float32)

@@ -28,7 +28,9 @@ class Snow(Degradation):
     """Snowfall: depth-layered motion-blurred flakes plus a light veil.
 
     Sizes and speeds are fractions of the image's shorter side (``min(H, W)``), speeds
-    per second at ``fps``; ``density`` is flakes per megapixel.
+    per second at ``fps``; ``density`` is flakes per megapixel. ``bokeh`` adds that many
+    flakes per megapixel right in front of the lens: large (``bokeh_size``), faint,
+    defocused discs that cross the frame in a few frames.
     """
 
     name: ClassVar[str] = "snow"
@@ -43,6 +45,8 @@ class Snow(Degradation):
     near_blur: Annotated[float, Field(ge=0.0, le=0.05)] = 0.006
     opacity: Annotated[tuple[float, float], span(0.0, 1.0)] = (0.5, 0.95)
     veil: Annotated[tuple[float, float], span(0.0, 0.8)] = (0.0, 0.05)
+    bokeh: Annotated[tuple[float, float], span(0.0, 500.0)] = (0.0, 0.0)
+    bokeh_size: Annotated[tuple[float, float], span(0.005, 0.3)] = (0.02, 0.08)
     fps: Annotated[float, Field(gt=0.0, le=1000.0)] = 25.0
 
     def veil_share(self, seed: int) -> float:
@@ -100,5 +104,27 @@ class Snow(Degradation):
             cv2.add(alpha, layer, dst=alpha)
 
         # Veil: a share of every pixel becomes light grey air light.
+        if self.bokeh[1] > 0:
+            cv2.add(alpha, self._bokeh(seed, t, h, w), dst=alpha)
         veiled = cv2.convertScaleAbs(clean, alpha=1.0 - veil, beta=veil * AIR_LIGHT)
         return tint(veiled, (242.0, 245.0, 252.0), alpha.astype(np.float32) * (1.0 / 255.0))
+
+    def _bokeh(self, seed: int, t: int, h: int, w: int) -> np.ndarray:
+        """Coverage ``(h, w)`` uint8 of the flakes next to the lens (their own stream, so
+        layouts without them draw as before)."""
+        side = min(h, w)
+        rng = self.layout_rng(seed, part=1)
+        n = int(uniform(rng, self.bokeh) * h * w / 1e6)
+        r = uniform(rng, self.bokeh_size, n) * side
+        x0, y0 = rng.random(n), rng.random(n)
+        v = rng.uniform(1.0, 4.0, n) * side  # px / s: near flakes sweep through fast
+        heading = np.pi / 2 + rng.normal(0.0, 0.5, n)
+        opacity = rng.uniform(0.15, 0.5, n)
+        secs = t / self.fps
+        span_x, span_y = w + 4 * r.max(initial=0.0), h + 4 * r.max(initial=0.0)
+        x = np.mod(x0 * span_x + v * np.cos(heading) * secs, span_x) - 2 * r.max(initial=0.0)
+        y = np.mod(y0 * span_y + v * np.sin(heading) * secs, span_y) - 2 * r.max(initial=0.0)
+        layer = np.zeros((h, w), np.uint8)
+        for xi, yi, ri, oi in zip(x, y, r, opacity):
+            cv2.circle(layer, (round(xi * 16), round(yi * 16)), round(ri * 16), int(255 * oi), -1, cv2.LINE_AA, 4)
+        return blur(layer, 0.4 * float(r.mean()) if n else 0.0)

@@ -123,11 +123,13 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--ray-address", help="join this Ray cluster (auto, ray://host:10001); "
                                          "default: start a local one")
     g = p.add_argument_group("encoding")
-    g.add_argument("--codec", help="video encoder; h264_nvenc/hevc_nvenc fall back to libx264 "
-                                   "where unusable [libx264]")
+    g.add_argument("--codec", help="video encoder; auto: one the output container takes (libx264, "
+                                   "VP9 for .webm); h264_nvenc/hevc_nvenc fall back to libx264 "
+                                   "where unusable [auto]")
     g.add_argument("--crf", type=int, help="constant rate factor, lower = better [20]")
     g.add_argument("--preset", help="encoder speed preset [veryfast]")
-    g.add_argument("--pix-fmt", help="output pixel format [yuv420p]")
+    g.add_argument("--pix-fmt", help="output pixel format; with --codec auto, one the encoder "
+                                     "supports [yuv420p]")
     g.add_argument("--no-audio", action="store_true", help="do not copy the input's audio")
     g.add_argument("--segment", type=float, metavar="SECONDS",
                    help="split the output into files of this length, named with their start "

@@ -153,12 +153,33 @@ class ExecutorConfig(Section):
 
 
 class EncodeConfig(Section):
-    codec: str = "libx264"
+    """How outputs are encoded.
+
+    ``codec`` None (``auto`` in YAML and on the command line) lets the output's container
+    choose, as ffmpeg does: libx264 where it fits (MP4, MKV, MOV, TS), VP9 for WebM, and a
+    ``pix_fmt`` that encoder supports. A named encoder must be in this FFmpeg build.
+    """
+
+    codec: str | None = Field(None, description="video encoder; None/auto: one the container takes")
     crf: int = Field(20, ge=0, le=63)
     preset: str = "veryfast"
     pix_fmt: str = "yuv420p"
     copy_audio: bool = True
     segment: float = Field(0.0, ge=0.0, le=86400.0, description="seconds per output file; 0 = one file")
+
+    @field_validator("codec")
+    @classmethod
+    def _codec(cls, v: str | None) -> str | None:
+        if v is None or v == "auto":
+            return None
+        import av  # here, not at the top: configs load where PyAV is not needed
+
+        try:
+            if av.Codec(v, "w").type == "video":
+                return v
+        except ValueError:  # av.codec.codec.UnknownCodecError
+            pass
+        raise ValueError(f"no video encoder {v!r} in this FFmpeg build (auto lets the output choose)")
 
 
 class RunConfig(Section):

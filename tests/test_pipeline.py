@@ -212,3 +212,55 @@ def test_a_truncated_file_keeps_every_decodable_frame(bikes, tmp_path, passthrou
     pts, _ = decode(tmp_path / "o.mp4")
     assert 100 < summary.frames == len(pts) < 250
     assert pts == full_pts[: len(pts)]
+
+
+def _displayed(path: Path) -> list[np.ndarray]:
+    """A file's frames as a player shows them: turned by the file's own display matrix."""
+    with av.open(str(path)) as c:
+        return [np.rot90(f.to_ndarray(format="rgb24"), round(f.rotation / 90)) for f in c.decode(video=0)]
+
+
+def _phone_clip(short_clip: Path, out: Path) -> Path:
+    """short_clip stored landscape with a 90-degree display matrix, as phones write it."""
+    with av.open(str(short_clip)) as src, av.open(str(out), "w") as dst:
+        stream = dst.add_stream("libx264", rate=25, options={"qp": "0"})
+        stream.width, stream.height, stream.pix_fmt = 640, 272, "yuv444p"
+        stream.set_display_rotation(90)
+        for frame in src.decode(video=0):
+            dst.mux(stream.encode(frame.reformat(format="yuv444p")))
+        dst.mux(stream.encode())
+    return out
+
+
+@pytest.mark.parametrize(
+    ("case", "suffix", "codec"),
+    [
+        ("webm", ".webm", "vp9"),  # `run in.webm -o out.webm` with default options
+        ("phone", ".mp4", "h264"),  # rotation metadata: must not come out sideways
+        ("phone", ".webm", "vp9"),
+    ],
+)
+def test_odd_inputs_with_default_options(case, suffix, codec, short_clip, tmp_path, invert):
+    if case == "webm":
+        inp = tmp_path / "in.webm"
+        run(short_clip, inp, load_config(), model=PassThrough(), progress=False)
+    else:
+        inp = _phone_clip(short_clip, tmp_path / "phone.mp4")
+    out = tmp_path / f"out{suffix}"
+    assert run(inp, out, load_config(), model=invert, progress=False).frames == 23
+    with av.open(str(out)) as c:
+        assert c.streams.video[0].codec_context.name == codec
+    shown_in, shown_out = _displayed(inp), _displayed(out)
+    assert len(shown_out) == 23
+    assert shown_out[0].shape == shown_in[0].shape == ((640, 272, 3) if case == "phone" else (272, 640, 3))
+    # The model saw the frames upright (invert), and the output shows them upright.
+    err = np.abs(shown_out[10].astype(int) - (255 - shown_in[10].astype(int))).mean()
+    assert err < 4
+
+
+def test_a_codec_the_container_cannot_hold_is_a_one_line_error(short_clip, tmp_path, passthrough):
+    cfg = load_config(overrides={"encode.codec": "libx264"})
+    with pytest.raises(OutputError, match=r"cannot encode libx264 into .*webm.*libvpx-vp9") as err:
+        run(short_clip, tmp_path / "out.webm", cfg, model=passthrough, progress=False)
+    assert "\n" not in str(err.value)
+    assert not (tmp_path / "out.webm").exists()

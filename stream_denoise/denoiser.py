@@ -37,7 +37,7 @@ class DenoiseResult:
 
 CPU_BATCH_PIXELS = 1_000_000  # pixels per model call on a CPU; larger batches run in parts
 # Self-ensemble views by their count: (shift in half cells, mirrored). The half-cell
-# shift was worth more than the mirror on the evaluation set (README, "The bundled models").
+# shift was worth more than the mirror on the evaluation set (docs/models.md, "Self-ensemble").
 ENSEMBLE_VIEWS = {1: [(0, False)], 2: [(0, False), (1, False)],
                   4: [(0, False), (1, False), (0, True), (1, True)]}
 
@@ -91,7 +91,8 @@ class Denoiser:
         if not veil:  # the veil head's estimate goes unused: drop it
             self.generator.veil = None
         cuda = self.device.type == "cuda"
-        # NHWC: feeds tensor cores on CUDA, and measured 17 % faster on the CPU too (README).
+        # NHWC: feeds tensor cores on CUDA, and measured 17 % faster on the CPU too
+        # (benchmarks/README.md, "Real time on this CPU").
         self.generator.to(memory_format=torch.channels_last)
         self._net = self.generator
         if compile != "none":  # "reduce-overhead" captures CUDA graphs for fixed shapes

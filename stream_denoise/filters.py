@@ -92,7 +92,8 @@ class NoiseAdaptiveBlur(nn.Module):
     ``high`` (0-255 scale). Weather and dust leave the estimate where clean footage has
     it (at most 2.5 on the evaluation set, 2.6 on a detailed full-size photo), so those
     frames pass untouched, while Gaussian and salt-and-pepper noise (3.4 and up, mostly
-    above 4) get the pre-blur that helps the generator (README, "The bundled models").
+    above 4) get the pre-blur that helps the generator (docs/models.md, "Where the noise
+    gains come from").
     """
 
     def __init__(self, max_sigma: float, low: float, high: float, ksize: int = 0) -> None:
@@ -120,8 +121,9 @@ class NoiseAdaptiveBlur(nn.Module):
         return f"max_sigma={self.max_sigma}, noise=({self.low}, {self.high}), ksize={self.ksize}"
 
 
-# 32 grey levels, the best of 16-192 on the evaluation set (README, "Where the noise gains
-# come from"); on the clean training footage at full size it changes 6.5 values per million.
+# 32 grey levels, the best of 16-192 on the evaluation set (docs/models.md, "Where the
+# noise gains come from"); on the clean training footage at full size it changes 6.5
+# values per million.
 IMPULSE_THRESHOLD = 32 / 255
 
 

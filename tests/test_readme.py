@@ -1,5 +1,6 @@
 """The README's first command, run as a new user would: a fresh virtual environment and a
-clean copy of the repository. (The second command is what .ci/run runs.)"""
+clean copy of the repository. (The second command is what .ci/run runs.) And the README's
+shape: every CLI option in its tables, short enough to read, its links alive."""
 from __future__ import annotations
 
 import re
@@ -12,6 +13,7 @@ import av
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+README_MAX_LINES = 300  # the history and the measurements live in docs/ and benchmarks/
 
 
 def readme_commands() -> list[str]:
@@ -66,3 +68,51 @@ def test_readme_documents_every_cli_option_and_no_other():
     existing.discard("--help")
     assert existing - documented == set(), "options missing from the README"
     assert documented - existing == set(), "README documents options that do not exist"
+
+
+def test_readme_stays_short():
+    lines = (ROOT / "README.md").read_text().splitlines()
+    assert len(lines) <= README_MAX_LINES, (
+        f"README.md has {len(lines)} lines (at most {README_MAX_LINES}): training history "
+        "goes to docs/models.md, measurements to benchmarks/README.md, design to "
+        "docs/architecture.md")
+
+
+def _anchors(markdown: str) -> set[str]:
+    """GitHub's heading anchors: lower case, punctuation dropped, spaces to hyphens."""
+    anchors, seen = set(), {}
+    in_code = False
+    for line in markdown.splitlines():
+        if line.startswith("```"):
+            in_code = not in_code
+        heading = not in_code and re.match(r"#{1,6} (.*)", line)
+        if heading:
+            slug = re.sub(r"[^\w\- ]", "", heading.group(1).strip().lower()).replace(" ", "-")
+            count = seen.get(slug, 0)
+            seen[slug] = count + 1
+            anchors.add(slug if count == 0 else f"{slug}-{count}")
+    return anchors
+
+
+def _relative_links(path: Path) -> list[str]:
+    text = re.sub(r"```.*?```", "", path.read_text(), flags=re.S)  # not in code blocks
+    targets = re.findall(r"\]\(([^)\s]+)\)", text)
+    return [t for t in targets if not re.match(r"[a-z][a-z0-9+.-]*:", t)]  # no http:, mailto:
+
+
+@pytest.mark.parametrize("name", ["README.md", "docs/models.md", "docs/architecture.md",
+                                  "benchmarks/README.md"])
+def test_relative_links_resolve(name):
+    """Every relative link in the README, and in the docs it links to, names a file or
+    folder that exists (and a heading that exists, where it names one)."""
+    source = ROOT / name
+    links = _relative_links(source)
+    if name == "README.md":
+        assert {"docs/models.md", "docs/architecture.md", "benchmarks/README.md"} <= {
+            link.split("#")[0] for link in links}, "README.md lost a link to the docs"
+    for link in links:
+        file, _, anchor = link.partition("#")
+        target = (source.parent / file).resolve() if file else source
+        assert target.exists(), f"{name}: {link} does not exist"
+        if anchor and target.suffix == ".md":
+            assert anchor in _anchors(target.read_text()), f"{name}: no heading for {link}"

@@ -36,7 +36,7 @@ class GeneratorConfig:
     attention below it counts as clean, and the gate rises linearly from it to 1. A small
     net's map hovers around 0.2 on undamaged areas, and a gate that lets that fraction of
     an imperfect residual through costs nearly clean frames (faint dust) more than it
-    repairs (README, "The bundled models").
+    repairs (docs/models.md, v3).
 
     Two more heads, zero-initialised at their output, let a trained lite net be grown
     without changing its output. ``fine_gate``: with ``unshuffle`` the gate has one value
@@ -47,7 +47,7 @@ class GeneratorConfig:
     convs of ``fine_width`` channels, then a 1x1 conv. With ``fine_pixel`` those convs run
     at pixel resolution (:class:`PixelGate`), where at cell resolution each pixel's factor
     is a linear read-out of its cell's features; it costs a third more time per frame on a
-    CPU (README, "The bundled models", v7).
+    CPU (docs/models.md, v7).
     ``global_affine``: a small MLP predicts a per-image gain and offset per colour, applied
     to every pixel outside the gate, for damage no attention map covers (the light veil of
     snow). It sees the pooled bottleneck (what damage there is) and, per colour, the mean

@@ -115,7 +115,8 @@ def veil_loss(logit: torch.Tensor, veil: torch.Tensor, target: torch.Tensor) -> 
     real pairs) are left out; a batch of only those gives 0.
 
     A first form, a plain regression of the veil through a zero-initialised read-out,
-    gave every frame the same 0.93 % after 2,000 steps (README, Design)."""
+    gave every frame the same 0.93 % after 2,000 steps (docs/architecture.md, "The network's
+    heads")."""
     known = torch.isfinite(target)
     if not bool(known.any()):
         return (logit.sum() + veil.sum()) * 0.0

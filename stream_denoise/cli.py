@@ -33,6 +33,7 @@ RUN_OVERRIDES = {
     "ensemble": "model.ensemble",
     "veil": "model.veil",
     "hwaccel": "source.hwaccel",
+    "reference": "source.reference",
     "batch_size": "pipeline.batch_size",
     "queue_size": "pipeline.queue_size",
     "decode_threads": "pipeline.decode_threads",
@@ -78,6 +79,9 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
                    help="output video file (.mp4, .mkv, ...) or folder for PNG frames; the output "
                         "folder for many inputs (a camera list's own folder if left out)")
     p.add_argument("--config", help="YAML config file (see configs/default.yaml)")
+    p.add_argument("--reference", metavar="FILE",
+                   help="a healthy recording from the same camera, for inputs cut off before their "
+                        "index (moov) was written whose stream lacks its parameter sets (SPS/PPS)")
     g = p.add_argument_group("model")
     g.add_argument("--model", help="bundled model name (lite) or checkpoint path [lite]")
     g.add_argument("--device", help="auto, cpu, cuda, cuda:N [auto]")
@@ -411,6 +415,33 @@ def _pair_samples(folder: str, args: argparse.Namespace) -> list:
     return [pairs.whole(i) for i in range(min(len(pairs), args.samples))]
 
 
+def _add_salvage(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "salvage", help="make a playable file of a recording cut off before its index (moov) "
+                        "was written, e.g. by a dashcam's power loss",
+        description="Find the H.264/H.265 frames in the media data of an MP4/MOV that has no "
+                    "index (moov atom) and remux them, without re-encoding, into OUTPUT. The "
+                    "audio is not recovered.")
+    p.add_argument("input", help="the MP4/MOV without an index")
+    p.add_argument("-o", "--output", required=True, help="the playable file to write (.mp4, .mkv, ...)")
+    p.add_argument("--reference", metavar="FILE",
+                   help="a healthy recording from the same camera: its parameter sets (SPS/PPS), "
+                        "NAL length size and frame rate, for streams that do not carry them")
+    p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
+    p.add_argument("-q", "--quiet", action="store_true", help="no summary line")
+    p.set_defaults(func=_cmd_salvage)
+
+
+def _cmd_salvage(args: argparse.Namespace) -> int:
+    from .io.salvaged import write_salvaged
+
+    _, line = write_salvaged(args.input, args.output, reference=args.reference,
+                             overwrite=args.overwrite)
+    if not args.quiet:
+        print(f"{line} -> {args.output}", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG, description="Remove rain, snow, dust and sensor noise from video.")
@@ -418,6 +449,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_run(sub)
+    _add_salvage(sub)
     _add_train(sub)
     _add_synth(sub)
     _add_eval(sub)

@@ -125,7 +125,8 @@ class PipelineConfig(Section):
 
 
 class SourceConfig(Section):
-    """How inputs are opened: stream URLs and cameras, and kept alive (files use only hwaccel)."""
+    """How inputs are opened: stream URLs and cameras, and kept alive (files use only hwaccel
+    and reference)."""
 
     rtsp_transport: Literal["tcp", "udp"] = "tcp"
     open_timeout: float = Field(10.0, gt=0.0, le=600.0, description="seconds to connect")
@@ -138,6 +139,9 @@ class SourceConfig(Section):
     device_fps: float | None = Field(None, gt=0.0, le=1000.0)
     hwaccel: Literal["none", "cuda", "vaapi", "qsv", "videotoolbox", "d3d11va", "amf"] = Field(
         "none", description="decode on this device type; software when it cannot be used")
+    reference: str | None = Field(
+        None, description="a healthy MP4/MOV from the same camera: the parameter sets and frame "
+                          "rate for salvaging a recording cut off before its index (moov)")
 
 
 class ExecutorConfig(Section):

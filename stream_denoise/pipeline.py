@@ -170,7 +170,7 @@ def _open_input(spec: str | Path, config: RunConfig, cancelled) -> Source:
     threads = config.pipeline.decode_threads
     s = config.source
     if not (is_url(spec) or is_device(spec)):
-        return open_source(spec, threads=threads, hwaccel=s.hwaccel)
+        return open_source(spec, threads=threads, hwaccel=s.hwaccel, reference=s.reference)
     options: dict[str, str] = {}
     if str(spec).lower().startswith("rtsp"):
         options["rtsp_transport"] = s.rtsp_transport

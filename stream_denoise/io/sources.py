@@ -280,6 +280,7 @@ def open_source(
     reconnect: Backoff | None = None,
     cancelled: Callable[[], bool] | None = None,
     hwaccel: str | None = None,
+    reference: str | os.PathLike | None = None,
 ) -> Source:
     """Open a video file, an image folder, a stream URL or a camera device for reading.
 
@@ -289,7 +290,10 @@ def open_source(
     devices come back after a drop (:class:`~.live.LiveSource`; ``cancelled()`` ends
     its waiting). Raises ``InputError`` with one line naming the input (credentials
     redacted) when it cannot be opened. ``hwaccel`` (e.g. ``"cuda"``) decodes on that
-    device, falling back to software with a warning when it cannot be used.
+    device, falling back to software with a warning when it cannot be used. An MP4/MOV
+    that FFmpeg refuses because it has no index (a recording cut off by a power loss) is
+    salvaged (:mod:`.salvaged`), with ``reference``, a healthy file from the same camera,
+    where the stream lacks its parameter sets.
     """
     if is_url(spec) or is_device(spec):
         fmt = "v4l2" if is_device(spec) else None
@@ -307,7 +311,15 @@ def open_source(
         raise InputError(f"no such file or folder: {path}")
     if not path.is_file():
         raise InputError(f"{path} is not a file or a folder")
-    return VideoSource(str(path), threads=threads, timeout=timeout, options=options, hwaccel=hwaccel)
+    try:
+        return VideoSource(str(path), threads=threads, timeout=timeout, options=options, hwaccel=hwaccel)
+    except InputError:
+        from .salvaged import open_salvaged
+
+        salvaged = open_salvaged(path, reference=reference, threads=threads)
+        if salvaged is None:
+            raise
+        return salvaged
 
 
 __all__ = [

@@ -118,7 +118,12 @@ def test_attention_and_compare_outputs(short_clip, tmp_path, invert):
     assert side[5].shape == (272, 1280, 3)
     assert np.array_equal(side[5][:, :640], src[5])
     assert np.array_equal(side[5][:, 640:], 255 - src[5])
-    assert heat[5].shape == (272, 640, 3)
+    # The heat map is the model's attention (Invert's: the mean over colours) in JET
+    # colours, each frame its own; FFV1 in bgr0 is lossless, so it comes back exact.
+    for k in (0, 5, 22):
+        attention = src[k].mean(axis=2).astype(np.uint8)
+        want = cv2.cvtColor(cv2.applyColorMap(attention, cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB)
+        assert np.array_equal(heat[k], want), k
 
 
 def test_existing_output_is_not_overwritten(short_clip, tmp_path, passthrough):

@@ -7,18 +7,17 @@ import threading
 import av
 import numpy as np
 import pytest
+import ray  # a dev dependency (ray[train]): missing, this module fails rather than skips
 import torch
 
-ray = pytest.importorskip("ray")
+from stream_denoise.cli import main
+from stream_denoise.config import ExecutorConfig, load_config
+from stream_denoise.errors import WorkerError
+from stream_denoise.executors.ray_pool import RayExecutor
+from stream_denoise.frame import Frame
+from stream_denoise.pipeline import batches, open_executor, run
 
-from stream_denoise.cli import main  # noqa: E402
-from stream_denoise.config import ExecutorConfig, load_config  # noqa: E402
-from stream_denoise.errors import WorkerError  # noqa: E402
-from stream_denoise.executors.ray_pool import RayExecutor  # noqa: E402
-from stream_denoise.frame import Frame  # noqa: E402
-from stream_denoise.pipeline import batches, open_executor, run  # noqa: E402
-
-from . import conftest  # noqa: E402
+from . import conftest
 
 
 def _times(path) -> list[float]:
@@ -139,14 +138,29 @@ def test_folder_with_a_corrupt_file(short_clip, tmp_path, capsys):
     assert "failed: " in lines[2] and "broken.mp4" in lines[2]
     assert lines[1].rstrip().endswith("ok") and lines[3].rstrip().endswith("ok")
     assert "1 of 3 inputs failed" in err
-    # Run again: complete outputs are skipped, the broken file fails again.
-    assert main(["run", str(folder), "-o", str(out), "-q"]) == 1
+
+    def table() -> dict[str, str]:  # the summary's rows: input -> status
+        rows = capsys.readouterr().err.splitlines()[1:4]
+        return {row.split()[0]: row.split(maxsplit=3)[3] for row in rows}
+
+    done = {name: (out / name).stat().st_mtime_ns for name in ("a.mp4", "day2/b.mp4")}
+    # Run again: complete outputs are skipped (not even opened), the broken file fails again.
+    assert main(["run", str(folder), "-o", str(out)]) == 1
+    status = table()
+    assert status["a.mp4"] == status["day2/b.mp4"] == "skipped (output exists)", status
+    assert status["broken.mp4"].startswith("failed: ")
+    assert {name: (out / name).stat().st_mtime_ns for name in done} == done
+    # --overwrite does them again.
+    assert main(["run", str(folder), "-o", str(out), "--overwrite"]) == 1
+    status = table()
+    assert status["a.mp4"] == status["day2/b.mp4"] == "ok", status
+    assert all((out / name).stat().st_mtime_ns > mtime for name, mtime in done.items())
+    assert _times(out / "a.mp4") == pytest.approx(_times(short_clip), abs=1e-3)
 
 
 def test_ray_train_two_workers_match_one_process(tmp_path):
     """Data-parallel on 2 Ray Train workers: each takes half the batch and gradients are
     averaged, so 3 steps give the weights one process gets with the whole batch."""
-    pytest.importorskip("ray.train.torch")
     from stream_denoise.train.distributed import fit_on_ray
     from stream_denoise.train.trainer import Trainer
 
@@ -171,7 +185,6 @@ def test_ray_train_two_workers_match_one_process(tmp_path):
 def test_ray_train_fits_a_time_budget_on_every_rank(tmp_path):
     """A time budget on 2 Ray Train workers: rank 0's clock sets the step count for both
     (if the ranks decided apart, one would wait forever in a collective)."""
-    pytest.importorskip("ray.train.torch")
     from stream_denoise.train.distributed import fit_on_ray
 
     from .test_train import tiny_config

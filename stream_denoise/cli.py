@@ -11,7 +11,8 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,9 @@ from . import __version__
 from .errors import StreamDenoiseError
 
 PROG = "stream-denoise"
+# A stop still going this long past the pipeline's DRAIN_DEADLINE (by which every output
+# is published) exits anyway: something outside the pipeline hangs (Ray's shutdown, say).
+EXIT_GRACE = 15.0
 
 # CLI flag -> dotted config key. The flags override the config file, which overrides
 # the defaults; a flag left out leaves the file's value alone.
@@ -146,24 +150,64 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_run)
 
 
-@contextmanager
-def _stop_on_signals() -> Iterator[tuple[threading.Event, list[int]]]:
-    """The first SIGINT or SIGTERM drains the run (the frames already read are finished and
-    the outputs closed, valid and published); a second one exits at once."""
-    drain = threading.Event()
-    received: list[int] = []
+class _Signals:
+    """SIGINT/SIGTERM for a run: the first sets ``drain`` (the frames already read are
+    finished, the outputs closed, valid and published); a second one, or a drain still
+    going ``force_after`` seconds later, exits at once with 128 + N, leaving the outputs
+    not yet published under their ``.partial`` names.
 
-    def handler(signum: int, _frame: object) -> None:
-        if received:
+    Python runs signal handlers on the main thread only, and only once that thread runs
+    again. The kernel may hand a process's signal to any of its threads (FFmpeg starts and
+    ends threads for every frame), and then a main thread blocked without a timeout (in
+    ``as_completed``, a ``join``, a model call) never saw it: the SIGINT of issue 24. So
+    :meth:`call` runs the work on another thread and keeps the main one waking every
+    0.1 s.
+    """
+
+    def __init__(self, force_after: float) -> None:
+        self.drain = threading.Event()
+        self.signum: int | None = None
+        self.force_after = force_after
+        self._since = 0.0
+
+    def handle(self, signum: int, _frame: object) -> None:
+        if self.signum is not None:
             os._exit(128 + signum)
-        received.append(signum)
-        drain.set()
+        self.signum, self._since = signum, time.monotonic()
+        self.drain.set()
         print(f"{PROG}: {signal.Signals(signum).name}: finishing the frames already read "
               f"(send it again to quit at once)", file=sys.stderr, flush=True)
 
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    def call(self, work: Callable[[], int]) -> int:
+        """``work()`` on a worker thread, its result or exception passed on."""
+        done: dict[str, Any] = {}
+
+        def target() -> None:
+            try:
+                done["result"] = work()
+            except BaseException as e:  # re-raised on the main thread
+                done["error"] = e
+
+        worker = threading.Thread(target=target, name="sd-main", daemon=True)
+        worker.start()
+        while worker.is_alive():
+            worker.join(0.1)
+            if self.signum is not None and time.monotonic() - self._since > self.force_after:
+                print(f"{PROG}: still stopping after {self.force_after:.0f} s; quitting",
+                      file=sys.stderr, flush=True)
+                os._exit(128 + self.signum)
+        if "error" in done:
+            raise done["error"]
+        return done["result"]
+
+
+@contextmanager
+def _stop_on_signals(force_after: float) -> Iterator[_Signals]:
+    """:class:`_Signals` handling SIGINT and SIGTERM for the duration."""
+    signals = _Signals(force_after)
+    previous = {s: signal.signal(s, signals.handle) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        yield drain, received
+        yield signals
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
@@ -173,7 +217,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from .config import load_config
     from .errors import UsageError
     from .jobs import format_results, plan, run_jobs
-    from .pipeline import run
+    from .pipeline import DRAIN_DEADLINE, run
 
     overrides: dict[str, Any] = {
         key: getattr(args, flag) for flag, key in RUN_OVERRIDES.items()
@@ -188,24 +232,27 @@ def _cmd_run(args: argparse.Namespace) -> int:
         raise UsageError("--attention and --compare take a single input")
     if jobs is None and args.output is None:
         raise UsageError("-o OUTPUT is required")
-    with _stop_on_signals() as (drain, signals):
+
+    def work() -> int:
         if jobs is not None:
             results = run_jobs(jobs, config, overwrite=args.overwrite, progress=progress,
-                               drain=drain)
+                               drain=signals.drain)
             if not args.quiet:
                 print(format_results(results), file=sys.stderr)
             failed = sum(r.failed for r in results)
             if failed:
                 print(f"{PROG}: error: {failed} of {len(results)} inputs failed", file=sys.stderr)
-            code = 1 if failed else 0
-        else:
-            summary = run(args.input, args.output, config, attention_path=args.attention,
-                          compare_path=args.compare, overwrite=args.overwrite,
-                          progress=progress, drain=drain)
-            if not args.quiet:
-                print(summary.line(), file=sys.stderr)
-            code = 0
-    return 128 + signals[0] if signals else code
+            return 1 if failed else 0
+        summary = run(args.input, args.output, config, attention_path=args.attention,
+                      compare_path=args.compare, overwrite=args.overwrite,
+                      progress=progress, drain=signals.drain)
+        if not args.quiet:
+            print(summary.line(), file=sys.stderr)
+        return 0
+
+    with _stop_on_signals(force_after=DRAIN_DEADLINE + EXIT_GRACE) as signals:
+        code = signals.call(work)
+    return 128 + signals.signum if signals.signum is not None else code
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:

@@ -22,15 +22,21 @@ DropPolicy = Literal["oldest", "newest", "none"]
 
 class LiveFeed:
     """A bounded frame buffer between a decoding thread (:meth:`fill`) and a batching
-    thread (:meth:`batches`); ``dropped`` counts frames the policy discarded."""
+    thread (:meth:`batches`); ``dropped`` counts frames the policy discarded.
 
-    def __init__(self, capacity: int, policy: DropPolicy, stopped: Callable[[], bool]) -> None:
+    ``stopped()`` true: both give up at once. ``draining()`` true: the batches end with
+    the frames buffered, without waiting for the decoder, which may be blocked for a
+    while on a camera that went quiet.
+    """
+
+    def __init__(self, capacity: int, policy: DropPolicy, stopped: Callable[[], bool],
+                 draining: Callable[[], bool] = lambda: False) -> None:
         self.capacity, self.policy = capacity, policy
         self.dropped = 0
         self._frames: deque[Frame] = deque()
         self._cond = threading.Condition()
         self._ended = False
-        self._stopped = stopped
+        self._stopped, self._draining = stopped, draining
 
     def fill(self, frames: Iterable[Frame]) -> None:
         """Run on the decoding thread until ``frames`` ends or the run stops."""
@@ -70,7 +76,7 @@ class LiveFeed:
                         self._cond.notify_all()
                         deadline = deadline or time.monotonic() + timeout
                         continue
-                    if self._ended:
+                    if self._ended or self._draining():
                         break
                     wait = 0.1 if deadline is None else deadline - time.monotonic()
                     if wait <= 0:
@@ -79,5 +85,5 @@ class LiveFeed:
             if batch:
                 yield Batch.of(seq, batch)
                 seq += 1
-            elif self._ended or self._stopped():
+            elif self._ended or self._stopped() or self._draining():
                 return

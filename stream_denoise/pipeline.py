@@ -1,10 +1,11 @@
 """The streaming pipeline: source -> batches -> executor -> sink(s), stages overlapped.
 
 Three stages run at once so the slowest sets the pace: a reader thread decodes and
-batches, the calling thread pushes batches through the executor, a writer thread
-encodes. Bounded queues between them keep memory flat whatever the input length, and
-the writer checks that batches arrive in source order. The pipeline owns every thread;
-nothing below it starts one.
+batches, a model thread pushes batches through the executor, a writer thread encodes;
+the calling thread only waits, in short steps, so that a drain is timed. Bounded queues
+between them keep memory flat whatever the input length, and the writer checks that
+batches arrive in source order. The pipeline owns every thread; nothing below it starts
+one.
 """
 from __future__ import annotations
 
@@ -36,6 +37,12 @@ from .io.sources import Source, is_device, is_url, open_source, redact
 from .livefeed import LiveFeed
 
 log = logging.getLogger(__name__)
+
+DRAIN_DEADLINE = 30.0
+"""Seconds from a drain request (the CLI's first SIGINT or SIGTERM) to every output closed
+and published. A service manager's stop timeout must be longer (systemd: TimeoutStopSec,
+docs/stream-denoise@.service)."""
+_CUT_OFF = DRAIN_DEADLINE - 10.0  # then stop waiting for model and source; 10 s to close
 
 
 @dataclass(frozen=True)
@@ -114,7 +121,9 @@ class _Channel:
 
 
 class _Stage(threading.Thread):
-    """A thread that records its failure and stops the run instead of dying silently."""
+    """A thread that records its failure and stops the run instead of dying silently.
+    Daemon: one a drain leaves behind, blocked in a read or a model call, never holds up
+    the process's exit."""
 
     def __init__(self, name: str, target, stop: threading.Event) -> None:
         super().__init__(name=name, daemon=True)
@@ -295,6 +304,10 @@ def run(
     ``compare_path`` a side-by-side input|output video.
     """
     config = config or RunConfig()
+
+    def draining() -> bool:
+        return drain is not None and drain.is_set()
+
     spec = resolve_input(input)
     name = redact(str(spec))
     live = is_url(str(spec)) or is_device(spec)
@@ -304,8 +317,17 @@ def run(
     try:
         with ExitStack() as stack:
             # The input first: a wrong path should be reported before a model is loaded.
-            source = stack.enter_context(_open_input(
-                spec, config, lambda: stop.is_set() or (drain is not None and drain.is_set())))
+            source = _open_input(spec, config, lambda: stop.is_set() or draining())
+            reader: list[_Stage] = []
+
+            def close_source() -> None:
+                # The reading stage closes the source as it ends, on its own thread: closing
+                # it under a read frees what FFmpeg reads. One a drain left behind (below)
+                # closes it when its read returns.
+                if not any(stage.is_alive() for stage in reader):
+                    source.close()
+
+            stack.callback(close_source)
             if executor is None:
                 executor = stack.enter_context(open_executor(config, model))
             outputs.open(stack, source.info,
@@ -321,18 +343,29 @@ def run(
             size = config.pipeline.batch_size
             policy = config.pipeline.drop_policy
             feed = LiveFeed(size if policy == "oldest" else size * config.pipeline.queue_size,
-                            policy, stop.is_set) if live else None
+                            policy, stop.is_set, draining) if live else None
 
             def frames() -> Iterator[Frame]:
                 for frame in source:
-                    if drain is not None and drain.is_set():
+                    if draining():
                         return
                     yield frame
 
             def read() -> None:
-                for batch in batches(frames(), size):
-                    to_model.put(batch)
-                to_model.close()
+                try:
+                    if feed is not None:
+                        feed.fill(frames())
+                        return
+                    for batch in batches(frames(), size):
+                        to_model.put(batch)
+                    to_model.close()
+                finally:
+                    source.close()
+
+            def model() -> None:
+                for result in executor.map(model_input, attention=outputs.has_attention):
+                    to_writer.put(result)
+                to_writer.close()
 
             def write() -> None:
                 nonlocal written
@@ -343,53 +376,58 @@ def run(
                     written += len(result.batch.frames)
                     bar.update(len(result.batch.frames))
 
-            stages = [_Stage("sd-writer", write, stop)]
-            if feed is None:
-                stages.append(_Stage("sd-reader", read, stop))
-                model_input: Iterable[Batch] = to_model
-            else:
-                stages.append(_Stage("sd-decoder", lambda: feed.fill(frames()), stop))
-                model_input = feed.batches(size, config.pipeline.batch_timeout)
+            model_input: Iterable[Batch] = to_model if feed is None else feed.batches(
+                size, config.pipeline.batch_timeout)
+            reader.append(_Stage("sd-reader" if feed is None else "sd-decoder", read, stop))
+            stages = [_Stage("sd-writer", write, stop), _Stage("sd-model", model, stop), *reader]
             started = time.perf_counter()
-            _run_stages(stages, stop,
-                        lambda: executor.map(model_input, attention=outputs.has_attention),
-                        to_writer, name)
+            _run_stages(stages, stop, draining, name)
     except BaseException:
         if written == 0:  # nothing worth keeping: leave no .partial behind
             outputs.discard()
         raise
-    outputs.publish()
+    if written == 0 and draining():
+        outputs.discard()  # stopped before a frame got through: no empty file either
+    else:
+        outputs.publish()
     return RunSummary(
         str(spec), str(output), written, time.perf_counter() - started, source.corrupt_frames,
-        stopped=drain is not None and drain.is_set(), resized_frames=outputs.resized,
+        stopped=draining(), resized_frames=outputs.resized,
         dropped_frames=feed.dropped if feed is not None else 0)
 
 
-def _run_stages(stages: list[_Stage], stop: threading.Event, results, to_writer: _Channel,
-                name: str) -> None:
-    """Start the reader/writer stages, feed the executor's results to the writer from this
-    thread, then join everything and re-raise the first failure."""
+def _run_stages(stages: list[_Stage], stop: threading.Event, draining, name: str) -> None:
+    """Start the stages, wait for the writer (the first) to finish, re-raise the first failure.
+
+    The wait is in short steps, so that a drain is timed: after ``_CUT_OFF`` seconds of it,
+    ``stop`` makes every stage give up and the run ends with the frames written so far.
+    Once draining, a stage still blocked when the writer is done (a read from a silent
+    camera, a backoff, a model call) is left to finish on its own.
+    """
     for stage in stages:
         stage.start()
+    writer, cut_at = stages[0], None
     try:
-        for result in results():
-            to_writer.put(result)
-        to_writer.close()
-    except _Stop:
-        pass
-    except WorkerError as e:
+        while writer.is_alive():
+            writer.join(0.1)
+            if cut_at is None and draining():
+                cut_at = time.monotonic() + _CUT_OFF
+            if cut_at is not None and time.monotonic() > cut_at and not stop.is_set():
+                log.warning("%s: still draining after %.0f s; closing the output with the "
+                            "frames written so far", name, _CUT_OFF)
+                stop.set()
+    except BaseException:  # KeyboardInterrupt, in a caller's main thread
         stop.set()
-        raise WorkerError(f"{name}: {e}") from None
-    except BaseException:
-        stop.set()
+        writer.join()  # the sinks are the writer's until it returns
         raise
-    finally:
-        for stage in stages:
-            stage.join()
+    for stage in stages[1:]:
+        stage.join(1.0 if draining() else None)
     for stage in stages:
+        if isinstance(stage.error, WorkerError):
+            raise WorkerError(f"{name}: {stage.error}") from None
         if stage.error is not None:
             raise stage.error
-    if stop.is_set():
+    if stop.is_set() and cut_at is None:
         raise StreamDenoiseError("pipeline stopped before the end of the input")
 
 

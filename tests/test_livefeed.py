@@ -60,3 +60,25 @@ def test_a_size_change_starts_a_new_batch():
     feed = LiveFeed(capacity=16, policy="none", stopped=lambda: False)
     feed.fill(frames)
     assert [len(b.frames) for b in feed.batches(8, 0.05)] == [3, 3]
+
+
+def test_a_drain_ends_the_batches_while_the_decoder_still_waits():
+    """A camera that went quiet holds its decoder in a read; a drain takes the frames
+    buffered and ends without it."""
+    draining, quiet = threading.Event(), threading.Event()
+
+    def camera():
+        yield from _frames(3)
+        quiet.wait(10)  # connected, sending nothing
+
+    feed = LiveFeed(capacity=8, policy="none", stopped=lambda: False, draining=draining.is_set)
+    filler = threading.Thread(target=feed.fill, args=(camera(),), daemon=True)
+    filler.start()
+    time.sleep(0.2)
+    draining.set()
+    started = time.monotonic()
+    got = [f.index for b in feed.batches(8, 0.05) for f in b.frames]
+    assert got == [0, 1, 2] and time.monotonic() - started < 1.0
+    assert filler.is_alive()  # still in its read; nobody waited for it
+    quiet.set()
+    filler.join(timeout=5)

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import ray
+from ray._private import ray_constants
 from ray.exceptions import RayActorError, RayError
 
 from ..config import ExecutorConfig
@@ -31,6 +32,13 @@ from ..frame import Batch, BatchResult
 from . import Executor, ModelFactory
 
 log = logging.getLogger(__name__)
+
+
+def _not_the_sigterm_note(record: logging.LogRecord) -> bool:
+    """Drops Ray's warning that ``ray.init`` off the main thread leaves SIGTERM alone: the
+    CLI runs the work off the main thread on purpose (``cli._Signals``), and SIGTERM is
+    its own (a drain; Ray's handler would exit on the spot)."""
+    return "SIGTERM handler is not set" not in record.getMessage()
 
 
 class _Worker:
@@ -71,6 +79,10 @@ class RayExecutor(Executor):
         self.config = config
         self._owns_ray = False
         if not ray.is_initialized():
+            logging.getLogger("ray._private.worker").addFilter(_not_the_sigterm_note)
+            # Ray's C++ core would turn this process's SIGTERM into an abort 3 s later
+            # (absl's failure signal handler); SIGTERM is the CLI's drain. Its workers keep it.
+            ray_constants.RAY_DISABLE_FAILURE_SIGNAL_HANDLER = True
             try:
                 ray.init(address=config.address, num_cpus=None if config.address else os.cpu_count(),
                          logging_level=logging.WARNING, log_to_driver=False)

@@ -294,7 +294,6 @@ def test_a_stop_that_hangs_quits_by_itself():
 def test_sigterm_drains_a_run_on_ray(bikes, tmp_path):
     """Ray's init puts its own SIGTERM handler (exit on the spot) where it runs on the main
     thread; the command's work runs on another thread, so SIGTERM stays a drain."""
-    pytest.importorskip("ray")
     out = tmp_path / "out.mp4"
     run = Run([str(bikes), "-o", str(out), "--batch-size", "2", "--executor", "ray",
                "--workers", "1", "--quiet"], seconds_per_batch=0.2)

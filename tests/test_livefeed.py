@@ -7,6 +7,7 @@ import time
 import numpy as np
 import pytest
 
+from stream_denoise import livefeed
 from stream_denoise.frame import Frame
 from stream_denoise.livefeed import LiveFeed
 
@@ -18,41 +19,107 @@ def _frames(n: int, every: float = 0.0, shape=(4, 4, 3)):
         yield Frame(i, np.zeros(shape, np.uint8), pts=i)
 
 
-def _run(feed: LiveFeed, frames, size: int, timeout: float, consume_delay: float):
-    filler = threading.Thread(target=feed.fill, args=(frames,))
-    filler.start()
-    out = []
-    for batch in feed.batches(size, timeout):
-        out.append([f.index for f in batch.frames])
-        time.sleep(consume_delay)
-    filler.join()
-    return out
+class Clock:
+    """The feed's clock (its module's ``time``), moved by the test alone."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def monotonic(self) -> float:
+        return self.now
 
 
-@pytest.mark.parametrize("policy", ["oldest", "newest", "none"])
-def test_a_slow_consumer_and_each_drop_policy(policy):
+class Script:
+    """A decoder and a model taking turns on one thread, as the test says, on a fake
+    clock: what the feed decides (which frames it drops, when a batch leaves) then
+    follows from the order of events alone, not from how loaded the machine is.
+
+    ``take()`` is the model asking for its next batch. A wait on the feed's condition
+    moves the clock by its timeout instead of sleeping; a wait of the decoder's (the
+    buffer full under ``none``) is where the model, on its own thread, would take a
+    batch, so it does."""
+
+    def __init__(self, feed: LiveFeed, size: int, timeout: float, monkeypatch) -> None:
+        self.clock, self.feed = Clock(), feed
+        monkeypatch.setattr(livefeed, "time", self.clock)
+        script = self
+
+        class Condition(threading.Condition):
+            def wait(self, timeout=None):
+                assert timeout is not None and script.clock.now < 60, "the feed waits for ever"
+                script.decoder_waits += not script.taking
+                script.clock.now += timeout
+                if not script.taking:
+                    script.take()
+                return False
+
+        feed._cond = Condition()
+        self.batches = feed.batches(size, timeout)
+        self.taking, self.decoder_waits = False, 0
+        self.taken: list[tuple[float, list[int]]] = []  # (clock when it left, frame indices)
+
+    def take(self) -> None:
+        self.taking = True
+        try:
+            batch = next(self.batches)
+        finally:
+            self.taking = False
+        self.taken.append((self.clock.now, [f.index for f in batch.frames]))
+
+    def rest(self) -> list[int]:
+        for batch in self.batches:
+            self.taken.append((self.clock.now, [f.index for f in batch.frames]))
+        return [i for _, frames in self.taken for i in frames]
+
+
+@pytest.mark.parametrize(("policy", "got", "dropped"), [
+    ("oldest", [0, 1, 4, 5, 8, 9, 10, 11], [2, 3, 6, 7]),
+    ("newest", [0, 1, 2, 3, 4, 5, 8, 9], [6, 7, 10, 11]),
+    ("none", list(range(12)), []),
+])
+def test_a_slow_consumer_and_each_drop_policy(policy, got, dropped, monkeypatch):
+    """Room for 4 frames, batches of 2, and a model that takes a batch only after every
+    4 frames decoded: the buffer overflows twice by 2 frames. ``oldest`` drops the
+    longest-waiting frames (the freshest always get through), ``newest`` the ones that
+    just arrived, and ``none`` drops nothing: the decoder waits for the model instead."""
     feed = LiveFeed(capacity=4, policy=policy, stopped=lambda: False)
-    # A quick producer and a slow consumer: the first batch waits, the buffer fills.
-    got = [i for b in _run(feed, _frames(40, every=0.002), 2, 0.05, 0.05) for i in b]
-    assert got == sorted(got) and len(set(got)) == len(got)  # in order, never twice
-    assert len(got) + feed.dropped == 40
-    if policy == "none":
-        assert feed.dropped == 0 and got == list(range(40))
-    else:
-        assert feed.dropped > 10
-    if policy == "oldest":
-        assert got[-1] == 39  # the freshest frame always gets through
-    if policy == "newest":
-        assert got[:4] == [0, 1, 2, 3] and got[-1] < 39
+    script = Script(feed, size=2, timeout=0.05, monkeypatch=monkeypatch)
+
+    def decoder():
+        for frame in _frames(12):
+            if frame.index in (4, 8) and policy != "none":
+                script.take()
+            yield frame
+
+    feed.fill(decoder())
+    assert script.rest() == got
+    assert feed.dropped == len(dropped) and sorted(set(range(12)) - set(got)) == dropped
+    # the decoder waited (for a batch to be taken) only under "none", once per frame that
+    # found the buffer full: 4, 6, 8 and 10
+    assert script.decoder_waits == (4 if policy == "none" else 0)
 
 
-def test_slow_frames_leave_in_partial_batches_after_the_timeout():
+def test_slow_frames_leave_in_partial_batches_after_the_timeout(monkeypatch):
+    """Batches of 8, a timeout of 1/8 s, a frame every 1/32 s: the model, idle, takes the
+    three frames there are and leaves with them 1/8 s after the first was taken, without
+    waiting to fill 8 (that would take 1/4 s); a full batch leaves at once, and so does
+    the last one when the input ends."""
     feed = LiveFeed(capacity=32, policy="oldest", stopped=lambda: False)
-    started = time.monotonic()
-    batches = _run(feed, _frames(12, every=0.04), 8, 0.1, 0.0)
-    assert [i for b in batches for i in b] == list(range(12))
-    assert max(len(b) for b in batches) <= 4  # never waited to fill 8 (that takes 0.32 s)
-    assert time.monotonic() - started < 1.5
+    script = Script(feed, size=8, timeout=1 / 8, monkeypatch=monkeypatch)
+
+    def decoder():
+        for frame in _frames(12):
+            if frame.index in (3, 11):
+                script.take()
+            script.clock.now += 1 / 32
+            yield frame
+
+    feed.fill(decoder())
+    assert script.rest() == list(range(12))
+    assert [frames for _, frames in script.taken] == [[0, 1, 2], list(range(3, 11)), [11]]
+    left = [t for t, _ in script.taken]
+    assert left[0] == pytest.approx(3 / 32 + 1 / 8)  # taken at 3/32 s, left a timeout later
+    assert left[1:] == [3 / 32 + 1 / 8 + 8 / 32, 3 / 32 + 1 / 8 + 9 / 32]  # no wait at all
 
 
 def test_a_size_change_starts_a_new_batch():

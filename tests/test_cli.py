@@ -109,3 +109,80 @@ def test_ray_is_imported_only_when_asked_for():
             "stream_denoise.jobs; print(sorted(m for m in ('ray', 'torch') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"  # neither Ray nor even torch until a model is needed
+
+
+def _serve_once(path: Path):
+    """An HTTP server on localhost that serves ``path`` to the first request and 404 to
+    the rest: a stream that ends, and a camera that is gone when the run reconnects."""
+    import http.server
+    import threading
+
+    data = path.read_bytes()
+    served = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (the name http.server calls)
+            if served:
+                self.send_error(404)
+                return
+            served.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args):  # quiet
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def test_credentials_are_redacted_in_log_lines_and_the_summary(short_clip, tmp_path, random_checkpoint,
+                                                               capfd, caplog):
+    """A stream URL with a password that ends and cannot be reopened: the run writes what
+    it got, and the password appears in no log line (debug included: the reconnect, the
+    failed reopen, giving up), not in the summary line, and not in anything FFmpeg
+    itself writes to stderr; ``***`` stands in for it."""
+    import logging
+
+    server = _serve_once(short_clip)
+    url = f"http://admin:hunter2@127.0.0.1:{server.server_address[1]}/cam.mkv"
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("source:\n  reconnect_attempts: 1\n  backoff_initial: 0.1\n")
+    caplog.set_level(logging.DEBUG)
+    try:
+        code = main(["run", url, "-o", str(tmp_path / "o.mkv"), "--config", str(cfg),
+                     "--model", str(random_checkpoint), "--drop-policy", "none"])
+    finally:
+        server.shutdown()
+    out, err = capfd.readouterr()
+    logs = [r.getMessage() + (r.exc_text or "") for r in caplog.records]
+    assert code == 0, err
+    assert "hunter2" not in out + err + "\n".join(logs), [line for line in logs if "hunter2" in line]
+    summary = err.strip().splitlines()[-1]
+    assert summary.startswith("23 frames") and summary.endswith(
+        f"http://***@127.0.0.1:{server.server_address[1]}/cam.mkv -> {tmp_path / 'o.mkv'}"), summary
+    said = "\n".join(logs)
+    assert "http://***@127.0.0.1" in said and "stream ended or stalled; reconnecting" in said
+    assert "gave up after 1 reconnect attempts" in said
+
+
+@pytest.mark.parametrize("flag", [[], ["--no-audio"]])
+def test_no_audio_leaves_the_soundtrack_out(flag, bunny, tmp_path, random_checkpoint):
+    """The first second of bigbuckbunny.mp4 (video and AAC audio, copied): its audio is
+    copied to the output unless ``--no-audio``."""
+    clip = tmp_path / "clip.mkv"
+    with av.open(str(bunny)) as src, av.open(str(clip), "w") as dst:
+        streams = {s.index: dst.add_stream_from_template(s) for s in (src.streams.video[0], src.streams.audio[0])}
+        for packet in src.demux(src.streams.video[0], src.streams.audio[0]):
+            if packet.dts is not None and packet.size and packet.dts * packet.time_base < 1:
+                packet.stream = streams[packet.stream.index]
+                dst.mux(packet)
+    out = tmp_path / "out.mkv"
+    assert main(["run", str(clip), "-o", str(out), "--model", str(random_checkpoint), "--preset", "ultrafast",
+                 "-q", *flag]) == 0
+    with av.open(str(out)) as c:
+        assert len(c.streams.video) == 1
+        assert len(c.streams.audio) == (0 if flag else 1)

@@ -60,3 +60,36 @@ def test_camera_list(tmp_path):
     cams.write_text("cameras:\n  - {name: a, url: u, output: a.mp4}\n  - {name: a, url: v, output: b.mp4}\n")
     with pytest.raises(UsageError, match="names must be unique"):
         plan(cams, None)
+
+
+@pytest.mark.parametrize("n", [2, 4])
+def test_jobs_runs_that_many_inputs_at_once(n, tmp_path, monkeypatch, capsys):
+    """``--jobs N``: the runs of a folder's inputs meet N at a time (a barrier of N
+    parties, which fewer runs at once would break), never more; each input once."""
+    import threading
+    from contextlib import nullcontext
+
+    from stream_denoise import jobs
+    from stream_denoise.cli import main
+    from stream_denoise.pipeline import RunSummary
+
+    _touch(*(tmp_path / "rec" / f"{i}.mp4" for i in range(4)))
+    together, lock = threading.Barrier(n, timeout=20), threading.Lock()
+    active, most, seen = [0], [0], []
+
+    def run(input, output, config, **kwargs):  # noqa: A002 (pipeline.run's own name)
+        with lock:
+            active[0] += 1
+            most[0] = max(most[0], active[0])
+            seen.append(Path(input).name)
+        together.wait()
+        with lock:
+            active[0] -= 1
+        return RunSummary(input, str(output), 1, 1.0)
+
+    monkeypatch.setattr(jobs, "run", run)
+    monkeypatch.setattr(jobs, "open_executor", lambda config: nullcontext())  # no model needed
+    assert main(["run", str(tmp_path / "rec"), "-o", str(tmp_path / "out"), "--jobs", str(n)]) == 0
+    assert most[0] == n and sorted(seen) == [f"{i}.mp4" for i in range(4)]
+    rows = capsys.readouterr().err.splitlines()[1:5]
+    assert [row.split()[-1] for row in rows] == ["ok"] * 4, rows

@@ -33,7 +33,8 @@ from .executors import BatchModel, Executor, ModelFactory
 from .frame import Batch, BatchResult, Frame, VideoInfo
 from .io.live import Backoff
 from .io.sinks import VIDEO_SUFFIXES, open_sink
-from .io.sources import Source, is_device, is_url, open_source, redact
+from .io.sources import Source, open_source
+from .io.urls import is_device, is_url, redact
 from .livefeed import LiveFeed
 
 log = logging.getLogger(__name__)

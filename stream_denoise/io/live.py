@@ -16,7 +16,8 @@ from fractions import Fraction
 
 from ..errors import InputError
 from ..frame import Frame
-from .sources import Source, VideoSource, redact
+from .sources import Source, VideoSource
+from .urls import redact
 
 log = logging.getLogger(__name__)
 

@@ -44,6 +44,7 @@ import numpy as np
 from ..errors import InputError
 from . import nal
 from .nal import BitstreamError
+from .urls import reason
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +93,7 @@ def read_reference(path: str | os.PathLike) -> Reference:
     try:
         container = av.open(str(path))
     except (av.FFmpegError, OSError) as e:
-        raise InputError(f"cannot open the reference {path}: {_reason(e)}") from None
+        raise InputError(f"cannot open the reference {path}: {reason(e)}") from None
     with container:
         if not container.streams.video:
             raise InputError(f"the reference {path} has no video stream")
@@ -115,11 +116,6 @@ def read_reference(path: str | os.PathLike) -> Reference:
             for a in container.streams.audio if a.codec_context is not None)
         rate = stream.average_rate or stream.guessed_rate
         return Reference(str(path), codec, size, tuple(units), Fraction(rate) if rate else None, audio)
-
-
-def _reason(error: BaseException) -> str:
-    text = getattr(error, "strerror", None) or str(error) or type(error).__name__
-    return " ".join(str(text).split())
 
 
 # --- boxes ---------------------------------------------------------------------------
@@ -213,7 +209,7 @@ class Salvage:
             size = os.fstat(self._file.fileno()).st_size
             self._data = mmap.mmap(self._file.fileno(), 0, access=mmap.ACCESS_READ) if size else b""
         except (OSError, ValueError) as e:
-            raise InputError(f"cannot read {self.name}: {_reason(e)}") from None
+            raise InputError(f"cannot read {self.name}: {reason(e)}") from None
         try:
             self._open(size)
         except BaseException:

@@ -19,7 +19,8 @@ import numpy as np
 from ..errors import InputError, OutputError
 from ..frame import Frame, VideoInfo
 from .salvage import AccessUnit, Reference, Salvage, moov_missing
-from .sources import Source, _reason
+from .sources import Source
+from .urls import reason
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +125,7 @@ def _template(salvage: Salvage, first: AccessUnit) -> av.container.InputContaine
     try:
         return av.open(raw, "r", format="h264" if salvage.codec == "h264" else "hevc")
     except av.FFmpegError as e:
-        raise InputError(f"{salvage.name}: the salvaged stream does not parse: {_reason(e)}") from None
+        raise InputError(f"{salvage.name}: the salvaged stream does not parse: {reason(e)}") from None
 
 
 def write_salvaged(path: str | os.PathLike, output: str | os.PathLike, *,
@@ -145,7 +146,7 @@ def write_salvaged(path: str | os.PathLike, output: str | os.PathLike, *,
         try:
             av.open(str(path)).close()
         except (av.FFmpegError, OSError) as e:
-            raise InputError(f"cannot open {Path(path).name}: {_reason(e)}, and it is not an "
+            raise InputError(f"cannot open {Path(path).name}: {reason(e)}, and it is not an "
                              f"MP4/MOV without an index either") from None
         raise InputError(f"{Path(path).name} has its index (moov atom) and plays as it is: "
                          f"nothing to salvage")
@@ -160,7 +161,7 @@ def write_salvaged(path: str | os.PathLike, output: str | os.PathLike, *,
         try:
             container = av.open(str(partial), "w")
         except (av.FFmpegError, OSError, ValueError) as e:
-            raise OutputError(f"cannot write {out}: {_reason(e)}") from None
+            raise OutputError(f"cannot write {out}: {reason(e)}") from None
         try:
             with _template(salvage, first[0]) as template:
                 stream = container.add_stream_from_template(template.streams.video[0])
@@ -184,7 +185,7 @@ def write_salvaged(path: str | os.PathLike, output: str | os.PathLike, *,
                 pass
             partial.unlink(missing_ok=True)
             if isinstance(e, (av.FFmpegError, ValueError)):
-                raise OutputError(f"cannot write {out}: {_reason(e)}") from None
+                raise OutputError(f"cannot write {out}: {reason(e)}") from None
             raise
         os.replace(partial, out)
         return count, salvage.summary(count)

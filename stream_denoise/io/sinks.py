@@ -20,7 +20,7 @@ import numpy as np
 from ..closeable import Closeable
 from ..errors import OutputError
 from ..frame import Frame, VideoInfo
-from .sources import _reason, is_url, redact
+from .urls import is_url, reason, redact
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ class ImageFolderSink(Sink):
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as e:
-            raise OutputError(f"cannot create output folder {folder}: {_reason(e)}") from None
+            raise OutputError(f"cannot create output folder {folder}: {reason(e)}") from None
 
     def write(self, frame: Frame) -> None:
         image = _check_image(frame, self.info.width, self.info.height)
@@ -68,7 +68,7 @@ class ImageFolderSink(Sink):
                 raise OSError("PNG encoding failed")
             data.tofile(path)
         except OSError as e:
-            raise OutputError(f"cannot write {path}: {_reason(e)}") from None
+            raise OutputError(f"cannot write {path}: {reason(e)}") from None
 
 
 _HARDWARE_SUFFIXES = ("_nvenc", "_qsv", "_vaapi", "_amf", "_videotoolbox")
@@ -119,7 +119,7 @@ def _encoder_opens(encoder: av.Codec, info: VideoInfo, crf: int, preset: str, pi
     try:
         ctx.open()
     except (av.FFmpegError, OSError, ValueError) as e:
-        log.warning("encoder %s unusable here (%s); encoding with libx264", encoder.name, _reason(e))
+        log.warning("encoder %s unusable here (%s); encoding with libx264", encoder.name, reason(e))
         return False
     return True
 
@@ -282,7 +282,7 @@ class VideoSink(Sink):
                 raise OSError(f"no folder {Path(target).parent}")
             self._out = av.open(target, "w", format=fmt, options=options)
         except (av.FFmpegError, OSError, ValueError) as e:
-            raise OutputError(f"cannot write {self.path}: {_reason(e)}") from None
+            raise OutputError(f"cannot write {self.path}: {reason(e)}") from None
         self._format = options.get("segment_format", self._out.format.name)  # holds the video
         try:
             if encoder is None:
@@ -314,7 +314,7 @@ class VideoSink(Sink):
             except OutputError:
                 hint = ""
             raise OutputError(
-                f"cannot encode {encoder.name} into {self.path}: {_reason(e)}{hint}"
+                f"cannot encode {encoder.name} into {self.path}: {reason(e)}{hint}"
             ) from None
         stream.width, stream.height = info.width, info.height
         stream.pix_fmt = _pick_pix_fmt(encoder, pix_fmt, info.width, info.height)
@@ -329,7 +329,7 @@ class VideoSink(Sink):
         except (av.FFmpegError, ValueError) as e:
             raise OutputError(
                 f"cannot open encoder {encoder.name} for {info.width}x{info.height} "
-                f"{stream.pix_fmt} ({self.path}): {_reason(e)}"
+                f"{stream.pix_fmt} ({self.path}): {reason(e)}"
             ) from None
         return stream
 
@@ -337,7 +337,7 @@ class VideoSink(Sink):
         try:
             self._audio_in = av.open(source, "r")
         except (av.FFmpegError, OSError) as e:
-            log.warning("not copying audio: cannot open %s: %s", redact(source), _reason(e))
+            log.warning("not copying audio: cannot open %s: %s", redact(source), reason(e))
             return
         for stream in self._audio_in.streams.audio:
             try:
@@ -346,7 +346,7 @@ class VideoSink(Sink):
                 log.warning(
                     "not copying audio stream %d (%s) of %s: %s cannot hold it (%s)",
                     stream.index, stream.codec_context.name, redact(source),
-                    Path(self.path).suffix or self._out.format.name, _reason(e),
+                    Path(self.path).suffix or self._out.format.name, reason(e),
                 )
         if self._audio_out:
             inputs = [s for s in self._audio_in.streams.audio if s.index in self._audio_out]
@@ -367,7 +367,7 @@ class VideoSink(Sink):
             self._out.mux(self._stream.encode(vf))
         except (av.FFmpegError, OSError, ValueError) as e:
             raise OutputError(
-                f"cannot write frame {frame.index} to {self.path}: {_reason(e)}"
+                f"cannot write frame {frame.index} to {self.path}: {reason(e)}"
             ) from None
 
     def _pts(self, frame: Frame) -> int:
@@ -413,7 +413,7 @@ class VideoSink(Sink):
             self._mux_audio(until=None)
             self._out.close()
         except (av.FFmpegError, OSError, ValueError) as e:
-            raise OutputError(f"cannot finish {self.path}: {_reason(e)}") from None
+            raise OutputError(f"cannot finish {self.path}: {reason(e)}") from None
         finally:
             self._abandon()
 

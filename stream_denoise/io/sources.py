@@ -23,6 +23,7 @@ from av.codec.hwaccel import HWAccel
 from ..closeable import Closeable
 from ..errors import InputError
 from ..frame import Frame, VideoInfo
+from .urls import is_device, is_url, reason, redact
 
 if TYPE_CHECKING:
     from .live import Backoff
@@ -31,30 +32,7 @@ log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
 
-_URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
-# Userinfo is everything between "scheme://" and the last "@" before the path.
-_USERINFO = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*://)[^/?#\s]*@")
 _DIGITS = re.compile(r"(\d+)")
-
-
-def redact(url: str) -> str:
-    """Hide ``user:pass@`` in every URL in ``url`` so messages and logs never carry it.
-
-    >>> redact("rtsp://admin:hunter2@10.0.0.5:554/live")
-    'rtsp://***@10.0.0.5:554/live'
-    """
-    return _USERINFO.sub(r"\1***@", url)
-
-
-def is_url(spec: str | os.PathLike) -> bool:
-    """True for ``scheme://...`` specs (rtsp, http(s), udp, srt, ...), which go to FFmpeg."""
-    return isinstance(spec, str) and bool(_URL.match(spec))
-
-
-def _reason(error: BaseException) -> str:
-    """The one-line, credential-free cause of an FFmpeg/OS error."""
-    text = getattr(error, "strerror", None) or str(error) or type(error).__name__
-    return redact(" ".join(str(text).split()))
 
 
 class Source(Closeable):
@@ -112,12 +90,12 @@ class VideoSource(Source):
             except (av.FFmpegError, OSError, ValueError) as e:
                 # No such device here (or no driver): decode in software rather than fail.
                 log.warning("%s: %s hardware decoding unavailable (%s); decoding in software",
-                            self._name, hwaccel, _reason(e))
+                            self._name, hwaccel, reason(e))
         try:
             if self._container is None:
                 self._container = av.open(spec, "r", **kw)
         except (av.FFmpegError, OSError) as e:
-            raise InputError(f"cannot open {self._name} as video: {_reason(e)}") from None
+            raise InputError(f"cannot open {self._name} as video: {reason(e)}") from None
         if not self._container.streams.video:
             self._container.close()
             raise InputError(f"no video stream in {self._name}")
@@ -191,7 +169,7 @@ class VideoSource(Source):
             # The demuxer itself gave up (truncated file, dropped connection): keep
             # what was decoded and say why the input ended early.
             self.corrupt_frames += 1
-            log.warning("%s: stopped reading: %s", self._name, _reason(e))
+            log.warning("%s: stopped reading: %s", self._name, reason(e))
         try:
             yield stream.decode(None)
         except av.FFmpegError:
@@ -266,11 +244,6 @@ class ImageFolderSource(Source):
             yield Frame(index, image)
 
 
-def is_device(spec: str | os.PathLike) -> bool:
-    """A local camera (V4L2 ``/dev/videoN``)."""
-    return str(spec).startswith("/dev/video")
-
-
 def open_source(
     spec: str | os.PathLike,
     *,
@@ -327,8 +300,5 @@ __all__ = [
     "ImageFolderSource",
     "Source",
     "VideoSource",
-    "is_device",
-    "is_url",
     "open_source",
-    "redact",
 ]

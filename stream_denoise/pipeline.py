@@ -31,9 +31,8 @@ from .data import resolve_input
 from .errors import OutputError, StreamDenoiseError, WorkerError
 from .executors import BatchModel, Executor, ModelFactory
 from .frame import Batch, BatchResult, Frame, VideoInfo
-from .io.live import Backoff
+from .io.inputs import open_input
 from .io.sinks import VIDEO_SUFFIXES, open_sink
-from .io.sources import Source, open_source
 from .io.urls import is_device, is_url, redact
 from .livefeed import LiveFeed
 
@@ -175,25 +174,6 @@ def _publish(path: Path) -> None:
     os.replace(partial_path(path), path)
 
 
-def _open_input(spec: str | Path, config: RunConfig, cancelled) -> Source:
-    """Files as they are; URLs and cameras with timeouts, transport and reconnects."""
-    threads = config.pipeline.decode_threads
-    s = config.source
-    if not (is_url(spec) or is_device(spec)):
-        return open_source(spec, threads=threads, hwaccel=s.hwaccel, reference=s.reference)
-    options: dict[str, str] = {}
-    if str(spec).lower().startswith("rtsp"):
-        options["rtsp_transport"] = s.rtsp_transport
-    if is_device(spec):
-        if s.device_size:
-            options["video_size"] = s.device_size
-        if s.device_fps:
-            options["framerate"] = f"{s.device_fps:g}"
-    backoff = Backoff(s.backoff_initial, s.backoff_max, s.reconnect_attempts) if s.reconnect else None
-    return open_source(spec, threads=threads, timeout=(s.open_timeout, s.read_timeout),
-                       options=options, reconnect=backoff, cancelled=cancelled, hwaccel=s.hwaccel)
-
-
 def open_executor(config: RunConfig, model: BatchModel | None = None) -> Executor:
     """The executor ``config.executor`` names, running ``model`` or the configured Denoiser.
 
@@ -318,7 +298,8 @@ def run(
     try:
         with ExitStack() as stack:
             # The input first: a wrong path should be reported before a model is loaded.
-            source = _open_input(spec, config, lambda: stop.is_set() or draining())
+            source = open_input(spec, config.source, threads=config.pipeline.decode_threads,
+                                cancelled=lambda: stop.is_set() or draining())
             reader: list[_Stage] = []
 
             def close_source() -> None:

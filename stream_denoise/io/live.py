@@ -16,7 +16,8 @@ from fractions import Fraction
 
 from ..errors import InputError
 from ..frame import Frame
-from .sources import Source, VideoSource
+from .base import Source
+from .sources import VideoSource
 from .urls import redact
 
 log = logging.getLogger(__name__)

@@ -18,8 +18,8 @@ import numpy as np
 
 from ..errors import InputError, OutputError
 from ..frame import Frame, VideoInfo
+from .base import Source
 from .salvage import AccessUnit, Reference, Salvage, moov_missing
-from .sources import Source
 from .urls import reason
 
 log = logging.getLogger(__name__)

@@ -17,9 +17,9 @@ import av
 import cv2
 import numpy as np
 
-from ..closeable import Closeable
 from ..errors import OutputError
 from ..frame import Frame, VideoInfo
+from .base import Sink
 from .urls import is_url, reason, redact
 
 log = logging.getLogger(__name__)
@@ -29,13 +29,6 @@ VIDEO_SUFFIXES = frozenset(
      ".mpg", ".mpeg", ".ogv", ".nut", ".y4m"}
 )
 DEFAULT_RATE = Fraction(25)  # for untimed input (image folders) with no known rate
-
-
-class Sink(Closeable):
-    """A context manager that consumes ``Frame``s; ``close()`` flushes and is idempotent."""
-
-    def write(self, frame: Frame) -> None:
-        raise NotImplementedError
 
 
 def _check_image(frame: Frame, width: int, height: int) -> np.ndarray:

@@ -11,42 +11,25 @@ import itertools
 import logging
 import os
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import av
 import cv2
 import numpy as np
 from av.codec.hwaccel import HWAccel
 
-from ..closeable import Closeable
 from ..errors import InputError
 from ..frame import Frame, VideoInfo
+from .base import Source
+from .salvaged import open_salvaged
 from .urls import is_device, is_url, reason, redact
-
-if TYPE_CHECKING:
-    from .live import Backoff
 
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
 
 _DIGITS = re.compile(r"(\d+)")
-
-
-class Source(Closeable):
-    """A context manager and one-shot iterable of ``Frame`` in decode order.
-
-    ``info`` is valid right after opening; ``corrupt_frames`` counts what was skipped
-    (or concealed) while iterating.
-    """
-
-    info: VideoInfo
-    corrupt_frames: int = 0
-
-    def __iter__(self) -> Iterator[Frame]:
-        raise NotImplementedError
 
 
 class VideoSource(Source):
@@ -82,7 +65,8 @@ class VideoSource(Source):
         hwaccel: str | None = None,
     ) -> None:
         self._name = redact(spec)
-        kw = {"format": format, "timeout": timeout, "options": dict(options or {})}
+        fmt = format or ("v4l2" if is_device(spec) else None)  # a camera's, FFmpeg cannot guess
+        kw = {"format": fmt, "timeout": timeout, "options": dict(options or {})}
         self._container = None
         if hwaccel and hwaccel != "none":
             try:
@@ -250,8 +234,6 @@ def open_source(
     threads: int = 0,
     timeout: float | tuple[float, float] | None = None,
     options: Mapping[str, str] | None = None,
-    reconnect: Backoff | None = None,
-    cancelled: Callable[[], bool] | None = None,
     hwaccel: str | None = None,
     reference: str | os.PathLike | None = None,
 ) -> Source:
@@ -259,24 +241,16 @@ def open_source(
 
     ``threads`` is FFmpeg's decoder thread count (0: FFmpeg chooses). ``timeout``
     (seconds, or ``(open, read)``) and ``options`` (FFmpeg AVOptions such as
-    ``{"rtsp_transport": "tcp"}``) go to ``av.open``. With ``reconnect``, URLs and
-    devices come back after a drop (:class:`~.live.LiveSource`; ``cancelled()`` ends
-    its waiting). Raises ``InputError`` with one line naming the input (credentials
-    redacted) when it cannot be opened. ``hwaccel`` (e.g. ``"cuda"``) decodes on that
+    ``{"rtsp_transport": "tcp"}``) go to ``av.open``; a stream that drops ends here
+    (:func:`.inputs.open_input` reconnects). Raises ``InputError`` with one line naming
+    the input (credentials redacted) when it cannot be opened. ``hwaccel`` (e.g. ``"cuda"``) decodes on that
     device, falling back to software with a warning when it cannot be used. An MP4/MOV
     that FFmpeg refuses because it has no index (a recording cut off by a power loss) is
     salvaged (:mod:`.salvaged`), with ``reference``, a healthy file from the same camera,
     where the stream lacks its parameter sets.
     """
     if is_url(spec) or is_device(spec):
-        fmt = "v4l2" if is_device(spec) else None
-        if reconnect is not None:
-            from .live import LiveSource
-
-            return LiveSource(str(spec), reconnect, threads=threads, timeout=timeout,
-                              options=options, format=fmt, hwaccel=hwaccel, cancelled=cancelled)
-        return VideoSource(str(spec), threads=threads, timeout=timeout, options=options, format=fmt,
-                           hwaccel=hwaccel)
+        return VideoSource(str(spec), threads=threads, timeout=timeout, options=options, hwaccel=hwaccel)
     path = Path(spec)
     if path.is_dir():
         return ImageFolderSource(path)
@@ -287,8 +261,6 @@ def open_source(
     try:
         return VideoSource(str(path), threads=threads, timeout=timeout, options=options, hwaccel=hwaccel)
     except InputError:
-        from .salvaged import open_salvaged
-
         salvaged = open_salvaged(path, reference=reference, threads=threads)
         if salvaged is None:
             raise

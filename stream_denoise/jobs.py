@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from .config import RunConfig
 from .errors import InputError, StreamDenoiseError, UsageError
-from .io.sinks import VIDEO_SUFFIXES
+from .io.sources import VIDEO_SUFFIXES
 from .io.urls import is_url, redact
 from .pipeline import RunSummary, open_executor, run
 

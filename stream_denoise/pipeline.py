@@ -32,7 +32,8 @@ from .errors import OutputError, StreamDenoiseError, WorkerError
 from .executors import BatchModel, Executor, ModelFactory
 from .frame import Batch, BatchResult, Frame, VideoInfo
 from .io.inputs import open_input
-from .io.sinks import VIDEO_SUFFIXES, open_sink
+from .io.sinks import open_sink
+from .io.sources import VIDEO_SUFFIXES
 from .io.urls import is_device, is_url, redact
 from .livefeed import LiveFeed
 

@@ -20,14 +20,11 @@ import numpy as np
 from ..errors import OutputError
 from ..frame import Frame, VideoInfo
 from .base import Sink
+from .sources import VIDEO_SUFFIXES
 from .urls import is_url, reason, redact
 
 log = logging.getLogger(__name__)
 
-VIDEO_SUFFIXES = frozenset(
-    {".mp4", ".m4v", ".mkv", ".mov", ".avi", ".webm", ".ts", ".m2ts", ".mts", ".flv",
-     ".mpg", ".mpeg", ".ogv", ".nut", ".y4m"}
-)
 DEFAULT_RATE = Fraction(25)  # for untimed input (image folders) with no known rate
 
 
@@ -459,4 +456,4 @@ def open_sink(
     )
 
 
-__all__ = ["ImageFolderSink", "Sink", "VIDEO_SUFFIXES", "VideoSink", "open_sink"]
+__all__ = ["ImageFolderSink", "Sink", "VideoSink", "open_sink"]

@@ -27,7 +27,12 @@ from .urls import is_device, is_url, reason, redact
 
 log = logging.getLogger(__name__)
 
+# What files are inputs (and outputs): the one list jobs, sinks and training data go by.
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
+VIDEO_SUFFIXES = frozenset(
+    {".mp4", ".m4v", ".mkv", ".mov", ".avi", ".webm", ".ts", ".m2ts", ".mts", ".flv",
+     ".mpg", ".mpeg", ".ogv", ".nut", ".y4m"}
+)
 
 _DIGITS = re.compile(r"(\d+)")
 
@@ -269,6 +274,7 @@ def open_source(
 
 __all__ = [
     "IMAGE_SUFFIXES",
+    "VIDEO_SUFFIXES",
     "ImageFolderSource",
     "Source",
     "VideoSource",

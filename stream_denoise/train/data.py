@@ -16,9 +16,7 @@ import torch
 
 from ..degrade import DegradeConfig, Mixture, degrade, difference_mask
 from ..errors import InputError
-from ..io.sources import IMAGE_SUFFIXES, open_source, read_rgb
-
-VIDEO_SUFFIXES = frozenset({".mp4", ".mkv", ".mov", ".avi", ".webm", ".ts", ".m4v"})
+from ..io.sources import IMAGE_SUFFIXES, VIDEO_SUFFIXES, open_source, read_rgb
 
 
 @dataclass(frozen=True)

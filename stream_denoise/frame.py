@@ -48,6 +48,11 @@ class VideoInfo:
     frames: int | None = None  # expected count when the container says, else None
     audio_from: str | None = None  # path/URL whose audio streams the sink may copy
 
+    def frame_step(self, time_base: Fraction | None) -> int:
+        """One frame at the nominal rate, in ``time_base`` units (1 when either is unknown):
+        how far the pts moves for a frame that comes without one, or after a gap."""
+        return round(1 / (self.rate * time_base)) if self.rate and time_base else 1
+
 
 @dataclass(frozen=True, slots=True)
 class Batch:

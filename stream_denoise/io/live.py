@@ -77,7 +77,7 @@ class LiveSource(Source):
 
     def __iter__(self) -> Iterator[Frame]:
         tb = self.info.time_base or Fraction(1, 90_000)
-        step = round(1 / (self.info.rate * tb)) if self.info.rate else 1
+        step = self.info.frame_step(tb)
         index, last = 0, None  # last pts delivered, in tb
         lost_at = None  # monotonic time the previous connection ended
         while self._current is not None:

@@ -121,7 +121,7 @@ class VideoSource(Source):
             raise RuntimeError(f"{self._name} is already being read; open it again to restart")
         self._started = True
         tb = self._stream.time_base
-        step = round(1 / (self.info.rate * tb)) if self.info.rate and tb else 1
+        step = self.info.frame_step(tb)
         index, prev = 0, None
         for frames in itertools.chain([self._head], self._decoder):
             for vf in frames:

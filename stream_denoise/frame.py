@@ -4,6 +4,7 @@ Tensors never appear here; they live inside ``denoiser`` and ``models``.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -69,6 +70,39 @@ class Batch:
     @classmethod
     def of(cls, seq: int, frames: list[Frame]) -> Batch:
         return cls(seq, tuple(frames), np.stack([f.image for f in frames]))
+
+
+class Batcher:
+    """Frames into batches numbered in order, each at most ``size`` frames of one shape (a
+    batch is one array): the rule that files (:func:`batches`) and live feeds share."""
+
+    def __init__(self, size: int) -> None:
+        self.size, self.seq = size, 0
+        self.frames: list[Frame] = []
+
+    @property
+    def full(self) -> bool:
+        return len(self.frames) >= self.size
+
+    def fits(self, frame: Frame) -> bool:
+        """Whether ``frame`` may join the batch being filled; if not, :meth:`take` that first."""
+        return not self.full and (not self.frames or frame.image.shape == self.frames[0].image.shape)
+
+    def take(self) -> Batch:
+        batch = Batch.of(self.seq, self.frames)
+        self.seq, self.frames = self.seq + 1, []
+        return batch
+
+
+def batches(frames: Iterable[Frame], size: int) -> Iterator[Batch]:
+    """Group frames into batches of ``size``; a change of frame size closes a batch early."""
+    batcher = Batcher(size)
+    for frame in frames:
+        if not batcher.fits(frame):
+            yield batcher.take()
+        batcher.frames.append(frame)
+    if batcher.frames:
+        yield batcher.take()
 
 
 @dataclass(frozen=True, slots=True)

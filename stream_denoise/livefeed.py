@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import Literal
 
-from .frame import Batch, Frame
+from .frame import Batch, Batcher, Frame
 
 DropPolicy = Literal["oldest", "newest", "none"]
 
@@ -63,16 +63,15 @@ class LiveFeed:
     def batches(self, size: int, timeout: float) -> Iterator[Batch]:
         """Batches of up to ``size`` frames of one shape; a batch leaves ``timeout`` seconds
         after its first frame arrived even if not full."""
-        seq = 0
+        batcher = Batcher(size)
         while True:
-            batch: list[Frame] = []
             deadline = None
             with self._cond:
-                while len(batch) < size and not self._stopped():
+                while not batcher.full and not self._stopped():
                     if self._frames:
-                        if batch and self._frames[0].image.shape != batch[0].image.shape:
+                        if not batcher.fits(self._frames[0]):
                             break
-                        batch.append(self._frames.popleft())
+                        batcher.frames.append(self._frames.popleft())
                         self._cond.notify_all()
                         deadline = deadline or time.monotonic() + timeout
                         continue
@@ -82,8 +81,7 @@ class LiveFeed:
                     if wait <= 0:
                         break
                     self._cond.wait(min(wait, 0.1))
-            if batch:
-                yield Batch.of(seq, batch)
-                seq += 1
+            if batcher.frames:
+                yield batcher.take()
             elif self._ended or self._stopped() or self._draining():
                 return

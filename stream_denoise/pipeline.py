@@ -30,7 +30,7 @@ from .config import RunConfig
 from .data import resolve_input
 from .errors import OutputError, StreamDenoiseError, WorkerError
 from .executors import BatchModel, Executor, ModelFactory
-from .frame import Batch, BatchResult, Frame, VideoInfo
+from .frame import Batch, BatchResult, Frame, VideoInfo, batches
 from .io.inputs import open_input
 from .io.sinks import open_sink
 from .io.sources import VIDEO_SUFFIXES
@@ -68,20 +68,6 @@ class RunSummary:
         extra += ", stopped early" if self.stopped else ""
         return (f"{self.frames} frames in {self.seconds:.1f} s ({self.fps:.1f} fps){extra}: "
                 f"{redact(self.input)} -> {redact(self.output)}")
-
-
-def batches(frames: Iterable[Frame], size: int) -> Iterator[Batch]:
-    """Group frames into batches of ``size``; a change of frame size closes a batch early
-    (a batch is one array, so all its frames share a shape)."""
-    pending: list[Frame] = []
-    seq = 0
-    for frame in frames:
-        if pending and (len(pending) == size or frame.image.shape != pending[0].image.shape):
-            yield Batch.of(seq, pending)
-            seq, pending = seq + 1, []
-        pending.append(frame)
-    if pending:
-        yield Batch.of(seq, pending)
 
 
 class _Stop(Exception):

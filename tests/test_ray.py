@@ -105,6 +105,43 @@ def test_batch_that_keeps_failing_names_its_frames():
         assert len(list(pool.map(_numbered(4)))) == 1
 
 
+class Dies:
+    """Takes its actor's process down with it, on every batch."""
+
+    def process(self, frames, *, attention=False):
+        import os
+
+        os._exit(1)
+
+
+class Fails:
+    """Raises on every batch."""
+
+    def process(self, frames, *, attention=False):
+        raise RuntimeError("model blew up")
+
+
+def test_the_pool_replaces_dead_workers_three_times_then_gives_up():
+    config = ExecutorConfig(workers=1, batch_retries=10)
+    assert config.max_restarts == 3  # the default (docs/architecture.md, "Executors")
+    with RayExecutor(Dies, config) as pool:
+        with pytest.raises(WorkerError, match="every Ray worker has died and the restart budget is spent"):
+            list(pool.map(_numbered(4)))
+        assert pool.restarts == 3 and pool.actors == []  # the first worker and 3 replacements
+
+
+def test_a_batch_that_keeps_failing_ends_the_run_naming_the_input(short_clip, tmp_path):
+    """3 attempts by default (batch_retries 2), then one error naming the input and the
+    batch's frames; nothing is published."""
+    out = tmp_path / "o.mkv"
+    with RayExecutor(Fails, ExecutorConfig(workers=1, in_flight=1)) as pool:
+        with pytest.raises(WorkerError) as err:
+            run(short_clip, out, load_config(), executor=pool, progress=False)
+    assert str(err.value) == (f"{short_clip}: frames 0-3 failed 3 times on Ray workers: "
+                              "RuntimeError: model blew up")
+    assert not out.exists()
+
+
 def test_concurrent_maps_share_the_pool_and_stay_ordered():
     with RayExecutor(conftest.Invert, ExecutorConfig(workers=2)) as pool:
         outs: dict[int, list[int]] = {}

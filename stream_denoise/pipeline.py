@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from .config import RunConfig
+from .config import EncodeConfig, RunConfig
 from .data import resolve_input
 from .errors import OutputError, StreamDenoiseError, WorkerError
 from .executors import BatchModel, Executor, ModelFactory
@@ -206,21 +206,21 @@ class _Outputs:
             _remove(partial_path(path))  # the remains of an earlier crash
         self.resized = 0
 
-    def open(self, stack: ExitStack, info: VideoInfo, encode: dict[str, Any]) -> None:
+    def open(self, stack: ExitStack, info: VideoInfo, encode: EncodeConfig, segment_clock: bool) -> None:
         def target(path: Path) -> str | Path:
             return partial_path(path) if self.staged else path
 
         self.info = info
         main = self.output if is_url(str(self.output)) else target(self.paths[0])
-        self.sink = stack.enter_context(open_sink(main, info, **encode))
+        sink = partial(open_sink, encode=encode, segment_clock=segment_clock)
+        self.sink = stack.enter_context(sink(main, info))
         side = replace(info, audio_from=None)
         extra = iter(self.paths[1:])
         self.att_sink = self.cmp_sink = None
         if self.has_attention:
-            self.att_sink = stack.enter_context(open_sink(target(next(extra)), side, **encode))
+            self.att_sink = stack.enter_context(sink(target(next(extra)), side))
         if self.has_compare:
-            self.cmp_sink = stack.enter_context(open_sink(
-                target(next(extra)), replace(side, width=2 * info.width), **encode))
+            self.cmp_sink = stack.enter_context(sink(target(next(extra)), replace(side, width=2 * info.width)))
 
     def write(self, result: BatchResult, name: str) -> None:
         info = self.info
@@ -299,8 +299,7 @@ def run(
             stack.callback(close_source)
             if executor is None:
                 executor = stack.enter_context(open_executor(config, model))
-            outputs.open(stack, source.info,
-                         {**config.encode.model_dump(), "segment_clock": live})
+            outputs.open(stack, source.info, config.encode, segment_clock=live)
             bar = stack.enter_context(tqdm(
                 total=source.info.frames, unit="frame", disable=not progress,
                 dynamic_ncols=True, desc=Path(name).name[:30]))

@@ -8,6 +8,7 @@ import itertools
 from collections.abc import Sequence
 from pathlib import Path
 
+from .config import EncodeConfig
 from .degrade import DegradeConfig, Mixture, write_pairs
 from .io.sinks import open_sink
 from .io.sources import open_source
@@ -33,7 +34,7 @@ def synth_video(
     kinds = Mixture(tuple(config.sample(seed)))
     written = 0
     with open_source(source) as src:
-        with open_sink(output, src.info, crf=crf, preset="slow", copy_audio=False) as sink:
+        with open_sink(output, src.info, EncodeConfig(crf=crf, preset="slow", copy_audio=False)) as sink:
             for frame in itertools.islice(src, max_frames):
                 sink.write(frame.with_image(kinds.apply(frame.image, seed, frame.index)))
                 written += 1

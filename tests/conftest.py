@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from stream_denoise.config import EncodeConfig
 from stream_denoise.io.sinks import open_sink
 from stream_denoise.io.sources import open_source
 
@@ -39,7 +40,7 @@ def short_clip(tmp_path_factory, bikes: Path) -> Path:
     """The first 23 frames of bikes.mp4 (a prime count, so batches end partial)."""
     out = tmp_path_factory.mktemp("clip") / "short.mkv"
     with open_source(bikes) as src:
-        with open_sink(out, src.info, codec="ffv1", pix_fmt="bgr0") as sink:
+        with open_sink(out, src.info, EncodeConfig(codec="ffv1", pix_fmt="bgr0")) as sink:
             for frame in src:
                 if frame.index == 23:
                     break

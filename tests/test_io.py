@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 import pytest
 
+from stream_denoise.config import EncodeConfig
 from stream_denoise.errors import InputError, OutputError
 from stream_denoise.frame import Frame, VideoInfo
 from stream_denoise.io.sinks import ImageFolderSink, VideoSink, open_sink
@@ -70,7 +71,7 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def write_all(path: Path, info: VideoInfo, frames, **kw) -> None:
-    with open_sink(path, info, **kw) as sink:
+    with open_sink(path, info, EncodeConfig(**kw)) as sink:
         for frame in frames:
             sink.write(frame)
 
@@ -312,7 +313,7 @@ def test_bunny_audio_copied_byte_for_byte(bunny: Path, tmp_path: Path) -> None:
     out = tmp_path / "out.mp4"
     with open_source(bunny) as src:
         in_pts = []
-        with open_sink(out, src.info, preset="ultrafast") as sink:
+        with open_sink(out, src.info, EncodeConfig(preset="ultrafast")) as sink:
             for frame in src:
                 sink.write(frame)
                 in_pts.append(frame.pts)
@@ -454,21 +455,21 @@ def test_no_codec_named_picks_one_the_container_takes(
 def test_sink_errors(tmp_path: Path) -> None:
     info = VideoInfo(64, 64)
     with pytest.raises(OutputError, match=r"libx264 into .*a\.webm.*libvpx-vp9") as err:
-        open_sink(tmp_path / "a.webm", info, codec="libx264")
+        open_sink(tmp_path / "a.webm", info, EncodeConfig(codec="libx264"))
     assert "\n" not in str(err.value)
     with pytest.raises(OutputError, match="unknown video encoder 'nope'"):
-        open_sink(tmp_path / "a.mp4", info, codec="nope")
+        open_sink(tmp_path / "a.mp4", info, EncodeConfig.model_construct(codec="nope"))  # the config refuses it
     with pytest.raises(OutputError, match="missing"):
         open_sink(tmp_path / "missing" / "a.mp4", info)
     with pytest.raises(OutputError, match="x264|preset"):
-        open_sink(tmp_path / "a.mp4", info, preset="bogus")
+        open_sink(tmp_path / "a.mp4", info, EncodeConfig(preset="bogus"))
     with pytest.raises(OutputError, match=r"a\.xyz"):
         open_sink(tmp_path / "a.xyz", info)
 
 
 def test_sink_close_twice_and_wrong_shape(bikes_frames: list[Frame], tmp_path: Path) -> None:
     info = VideoInfo(640, 272, Fraction(1, 12800))
-    sink = open_sink(tmp_path / "a.mp4", info, preset="ultrafast")
+    sink = open_sink(tmp_path / "a.mp4", info, EncodeConfig(preset="ultrafast"))
     assert isinstance(sink, VideoSink)
     with pytest.raises(ValueError, match="expected"):
         sink.write(Frame(0, bikes_frames[0].image[:100], 0, Fraction(1, 12800)))

@@ -17,6 +17,7 @@ import av
 import cv2
 import numpy as np
 
+from ..config import EncodeConfig
 from ..errors import OutputError
 from ..frame import Frame, VideoInfo
 from .base import Sink
@@ -212,31 +213,23 @@ class VideoSink(Sink):
     file is interleaved; what is left is written at ``close()``.
 
     ``path`` may also be a stream URL (``rtmp://``, ``rtsp://``, ``srt://``, ``udp://``)
-    or an HLS playlist (``.m3u8``). ``segment`` seconds > 0 splits a file output into
-    pieces, each closed and playable on its own, cut at the first keyframe after each
-    ``segment`` seconds (the GOP is shortened to fit): with ``segment_clock`` named with
-    their wall-clock start (``cam_20261125-193000.mp4``, for live inputs), else
+    or an HLS playlist (``.m3u8``). ``encode.segment`` seconds > 0 splits a file output
+    into pieces, each closed and playable on its own, cut at the first keyframe after
+    each ``segment`` seconds (the GOP is shortened to fit): with ``segment_clock`` named
+    with their wall-clock start (``cam_20261125-193000.mp4``, for live inputs), else
     numbered (``clip_00000.mp4``).
 
-    ``codec`` None picks one the container takes (:func:`_auto_encoder`: libx264 for
-    MP4/MKV/MOV/TS, VP9 for WebM), and a ``pix_fmt`` that encoder supports. A codec
-    named explicitly is used as given, or refused in one line. ``crf`` is in the
-    encoder's own scale; ``preset`` maps to NVENC's p1-p7 and libvpx's cpu-used.
+    ``encode`` (the run config's section, its defaults when None): ``codec`` None picks
+    one the container takes (:func:`_auto_encoder`: libx264 for MP4/MKV/MOV/TS, VP9 for
+    WebM), and a ``pix_fmt`` that encoder supports. A codec named explicitly is used as
+    given, or refused in one line. ``crf`` is in the encoder's own scale; ``preset``
+    maps to NVENC's p1-p7 and libvpx's cpu-used.
     """
 
-    def __init__(
-        self,
-        path: Path | str,
-        info: VideoInfo,
-        *,
-        codec: str | None = None,
-        crf: int = 23,
-        preset: str = "medium",
-        pix_fmt: str = "yuv420p",
-        copy_audio: bool = True,
-        segment: float = 0,
-        segment_clock: bool = False,
-    ) -> None:
+    def __init__(self, path: Path | str, info: VideoInfo, encode: EncodeConfig | None = None, *,
+                 segment_clock: bool = False) -> None:
+        encode = encode or EncodeConfig()
+        codec, crf, preset, pix_fmt, segment = encode.codec, encode.crf, encode.preset, encode.pix_fmt, encode.segment
         self.path = redact(str(path))
         self.info = info
         self._closed = False
@@ -283,7 +276,7 @@ class VideoSink(Sink):
                     pix_fmt = formats[0]
             self._stream = self._add_video(encoder, crf, preset, pix_fmt, segment,
                                            low_latency=is_url(target))
-            if copy_audio and info.audio_from:
+            if encode.copy_audio and info.audio_from:
                 self._add_audio(info.audio_from)
         except BaseException:
             self._abandon()
@@ -422,34 +415,27 @@ class VideoSink(Sink):
 def open_sink(
     path: str | os.PathLike,
     info: VideoInfo,
+    encode: EncodeConfig | None = None,
     *,
-    codec: str | None = None,
-    crf: int = 23,
-    preset: str = "medium",
-    pix_fmt: str = "yuv420p",
-    copy_audio: bool = True,
-    segment: float = 0,
     segment_clock: bool = False,
 ) -> Sink:
-    """Open ``path`` for writing frames shaped like ``info``.
+    """Open ``path`` for writing frames shaped like ``info``, encoded as ``encode`` says.
 
     A video suffix (``.mp4``, ``.mkv``, ...), an ``.m3u8`` playlist or a stream URL gives
-    a ``VideoSink`` (``segment``: seconds per file, 0 for one file); an existing folder,
-    a path ending in a separator or a path with no suffix gives an ``ImageFolderSink``.
-    ``codec`` None lets the container choose (see ``VideoSink``).
+    a ``VideoSink`` (``encode.segment``: seconds per file, 0 for one file); an existing
+    folder, a path ending in a separator or a path with no suffix gives an
+    ``ImageFolderSink``. ``encode.codec`` None lets the container choose (see ``VideoSink``).
     Existing files are overwritten: the overwrite policy belongs to the caller. Raises
     ``OutputError`` (one line) for an unknown suffix, encoder or unwritable path.
     """
     text = os.fspath(path)
-    video = {"codec": codec, "crf": crf, "preset": preset, "pix_fmt": pix_fmt,
-             "copy_audio": copy_audio, "segment": segment, "segment_clock": segment_clock}
     if is_url(text):
-        return VideoSink(text, info, **video)
+        return VideoSink(text, info, encode, segment_clock=segment_clock)
     target = Path(text)
     if target.is_dir() or text.endswith(("/", os.sep)) or not target.suffix:
         return ImageFolderSink(target, info)
     if target.suffix.lower() in VIDEO_SUFFIXES or target.suffix.lower() == ".m3u8":
-        return VideoSink(target, info, **video)
+        return VideoSink(target, info, encode, segment_clock=segment_clock)
     raise OutputError(
         f"cannot tell how to write {target}: use a video suffix "
         f"({', '.join(sorted(VIDEO_SUFFIXES))}) or a folder"

@@ -20,9 +20,10 @@ from tqdm import tqdm
 
 from .config import RunConfig
 from .errors import InputError, StreamDenoiseError, UsageError
+from .executors.factory import open_executor
 from .io.sources import VIDEO_SUFFIXES
 from .io.urls import is_url, redact
-from .pipeline import RunSummary, open_executor, run
+from .pipeline import RunSummary, run
 
 log = logging.getLogger(__name__)
 

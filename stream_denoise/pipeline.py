@@ -29,7 +29,8 @@ from tqdm import tqdm
 from .config import EncodeConfig, RunConfig
 from .data import resolve_input
 from .errors import OutputError, StreamDenoiseError, WorkerError
-from .executors import BatchModel, Executor, ModelFactory
+from .executors import BatchModel, Executor
+from .executors.factory import open_executor
 from .frame import Batch, BatchResult, Frame, VideoInfo, batches
 from .io.inputs import open_input
 from .io.sinks import open_sink
@@ -159,34 +160,6 @@ def _publish(path: Path) -> None:
     if path.is_dir():
         shutil.rmtree(path)
     os.replace(partial_path(path), path)
-
-
-def open_executor(config: RunConfig, model: BatchModel | None = None) -> Executor:
-    """The executor ``config.executor`` names, running ``model`` or the configured Denoiser.
-
-    Ray is imported only here, and only when asked for.
-    """
-    factory: ModelFactory
-    if model is not None:
-        factory = partial(_same, model)
-    else:
-        from .denoiser import Denoiser  # torch import deferred until a model is needed
-
-        factory = partial(Denoiser.from_config, config.model, config.filters)
-    if config.executor.kind == "ray":
-        try:
-            from .executors.ray_pool import RayExecutor
-        except ImportError:
-            raise StreamDenoiseError(
-                "--executor ray needs Ray: pip install 'stream-denoise[ray]'") from None
-        return RayExecutor(factory, config.executor)
-    from .executors.local import LocalExecutor
-
-    return LocalExecutor(factory)
-
-
-def _same(model: BatchModel) -> BatchModel:
-    return model
 
 
 class _Outputs:

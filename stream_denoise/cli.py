@@ -15,9 +15,10 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from . import __version__
+from .config import ExecutorConfig, ModelConfig, PipelineConfig, Section, SourceConfig
 from .errors import StreamDenoiseError
 
 PROG = "stream-denoise"
@@ -72,6 +73,11 @@ def _sigma(text: str) -> float | str:
         raise argparse.ArgumentTypeError(f"expected a number or 'auto', got {text!r}") from None
 
 
+def _choices(section: type[Section], key: str) -> list[Any]:
+    """What a flag accepts: the values of its config key's ``Literal``, so the two agree."""
+    return list(get_args(section.model_fields[key].annotation))
+
+
 def _add_run(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "run", help="denoise a video file, image folder, stream URL or the bundled sample",
@@ -89,20 +95,20 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     g = p.add_argument_group("model")
     g.add_argument("--model", help="bundled model name (lite) or checkpoint path [lite]")
     g.add_argument("--device", help="auto, cpu, cuda, cuda:N [auto]")
-    g.add_argument("--precision", choices=["auto", "fp32", "fp16", "bf16"],
+    g.add_argument("--precision", choices=_choices(ModelConfig, "precision"),
                    help="inference precision; auto = fp16 on CUDA, fp32 on CPU [auto]")
     g.add_argument("--tile", type=int, metavar="PX",
                    help="run frames larger than this as overlapping tiles (4K on a small GPU); "
                         "0 = whole frames [0]")
     g.add_argument("--tile-overlap", type=int, metavar="PX", help="px shared by neighbouring tiles [32]")
-    g.add_argument("--compile", choices=["none", "default", "reduce-overhead", "max-autotune"],
+    g.add_argument("--compile", choices=_choices(ModelConfig, "compile"),
                    help="torch.compile the generator; reduce-overhead = CUDA graphs [none]")
-    g.add_argument("--ensemble", type=int, choices=[1, 2, 4],
+    g.add_argument("--ensemble", type=int, choices=_choices(ModelConfig, "ensemble"),
                    help="average the repairs of N views of each frame: 2 adds it shifted by half a "
                         "cell, 4 both mirrored too; cleaner weather, N times the compute [1]")
     g.add_argument("--veil", action=argparse.BooleanOptionalAction,
                    help="remove the veil (snow's haze) the model's veil head sees [on]")
-    g.add_argument("--hwaccel", choices=["none", "cuda", "vaapi", "qsv", "videotoolbox", "d3d11va", "amf"],
+    g.add_argument("--hwaccel", choices=_choices(SourceConfig, "hwaccel"),
                    help="decode on this device, software when unusable [none]")
     g = p.add_argument_group("filters (a Gaussian sigma of 0 turns its stage off)")
     g.add_argument("--impulse", action=argparse.BooleanOptionalAction,
@@ -117,14 +123,14 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--batch-size", type=int, help="frames per model call [4]")
     g.add_argument("--queue-size", type=int, help="batches buffered between stages [4]")
     g.add_argument("--decode-threads", type=int, help="decoder threads, 0 = FFmpeg's choice [0]")
-    g.add_argument("--drop-policy", choices=["oldest", "newest", "none"],
+    g.add_argument("--drop-policy", choices=_choices(PipelineConfig, "drop_policy"),
                    help="live inputs: the frame dropped when the model falls behind [oldest]")
     g.add_argument("--batch-timeout", type=float, metavar="SECONDS",
                    help="live inputs: a batch leaves after this long even if not full [0.1]")
     g.add_argument("--jobs", type=int,
                    help="files of a folder processed at once; 0 = one per Ray worker, 2 locally [0]")
     g = p.add_argument_group("executor")
-    g.add_argument("--executor", choices=["local", "ray"], help="where the model runs [local]")
+    g.add_argument("--executor", choices=_choices(ExecutorConfig, "kind"), help="where the model runs [local]")
     g.add_argument("--workers", type=int, help="Ray actors, each loading the model once [2]")
     g.add_argument("--cpus-per-worker", type=float, help="CPUs reserved per Ray actor [1]")
     g.add_argument("--gpus-per-worker", type=float, help="GPUs per Ray actor, fractions share one [0]")
@@ -389,7 +395,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--post-sigma", type=_sigma, default=0.0, help="chain post-filter sigma [0]")
     p.add_argument("--impulse", action=argparse.BooleanOptionalAction, default=True,
                    help="chain: the switching median for impulses before the pre-filter [on]")
-    p.add_argument("--ensemble", type=int, choices=[1, 2, 4], default=1,
+    p.add_argument("--ensemble", type=int, choices=_choices(ModelConfig, "ensemble"), default=1,
                    help="generator and chain: views per crop, as for run [1]")
     p.add_argument("--veil", action=argparse.BooleanOptionalAction, default=True,
                    help="generator and chain: the veil head's removal, as for run [on]")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import signal
 import sys
 import threading
@@ -19,7 +20,7 @@ from typing import Any, get_args
 
 from . import __version__
 from .config import ExecutorConfig, ModelConfig, PipelineConfig, Section, SourceConfig
-from .errors import StreamDenoiseError
+from .errors import ConfigError, StreamDenoiseError
 
 PROG = "stream-denoise"
 # A stop still going this long past the pipeline's DRAIN_DEADLINE (by which every output
@@ -61,6 +62,16 @@ RUN_OVERRIDES = {
     "pix_fmt": "encode.pix_fmt",
     "segment": "encode.segment",
 }
+# How the user knows each setting an error message names: a config key's flag, and the
+# flags for run's own arguments (errors.py: messages name settings by key).
+FLAGS = {key: f"--{flag.replace('_', '-')}" for flag, key in RUN_OVERRIDES.items()} | {
+    "output.path": "-o", "output.overwrite": "--overwrite"}
+_SETTING = re.compile(r"(?<![\w./-])(" + "|".join(map(re.escape, FLAGS)) + r")(?![\w-]|\.\w)")
+
+
+def _as_flags(message: str) -> str:
+    """``message`` with the config keys it names put as the flags that set them."""
+    return _SETTING.sub(lambda m: FLAGS[m.group()], message)
 
 
 def _sigma(text: str) -> float | str:
@@ -244,7 +255,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             results = run_jobs(jobs, config, overwrite=args.overwrite, progress=progress,
                                drain=signals.drain)
             if not args.quiet:
-                print(format_results(results), file=sys.stderr)
+                print(_as_flags(format_results(results)), file=sys.stderr)
             failed = sum(r.failed for r in results)
             if failed:
                 print(f"{PROG}: error: {failed} of {len(results)} inputs failed", file=sys.stderr)
@@ -523,7 +534,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StreamDenoiseError as e:
         if args.debug:
             raise
-        print(f"{PROG}: error: {e}", file=sys.stderr)
+        # A config error names keys as the file or override spells them: left as they are.
+        print(f"{PROG}: error: {e if isinstance(e, ConfigError) else _as_flags(str(e))}", file=sys.stderr)
         return e.exit_code
     except Exception as e:  # the one place errors become exit codes
         if args.debug:

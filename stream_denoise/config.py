@@ -19,7 +19,7 @@ from pydantic import (
     model_validator,
 )
 
-from .errors import UsageError
+from .errors import ConfigError
 
 
 class Section(BaseModel):
@@ -212,12 +212,12 @@ def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
     for part in parents:
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
-            raise UsageError(f"override {dotted}: {part} is not a section")
+            raise ConfigError(f"override {dotted}: {part} is not a section")
     node[leaf] = value
 
 
 def load_model(model: type[M], path: str | Path | None, overrides: dict[str, Any] | None) -> M:
-    """Read YAML (or nothing), apply dotted overrides, validate into ``model``; UsageError on any fault."""
+    """Read YAML (or nothing), apply dotted overrides, validate into ``model``; ConfigError on any fault."""
     tree: dict[str, Any] = {}
     source = "config"
     if path is not None:
@@ -225,18 +225,18 @@ def load_model(model: type[M], path: str | Path | None, overrides: dict[str, Any
         try:
             loaded = yaml.safe_load(Path(path).read_text())
         except OSError as e:
-            raise UsageError(f"cannot read config {path}: {e.strerror or e}") from None
+            raise ConfigError(f"cannot read config {path}: {e.strerror or e}") from None
         except yaml.YAMLError as e:
-            raise UsageError(f"config {path} is not valid YAML: {e}") from None
+            raise ConfigError(f"config {path} is not valid YAML: {e}") from None
         if loaded is not None and not isinstance(loaded, dict):
-            raise UsageError(f"config {path} must be a mapping of sections")
+            raise ConfigError(f"config {path} must be a mapping of sections")
         tree = loaded or {}
     for key, value in (overrides or {}).items():
         _set_dotted(tree, key, value)
     try:
         return model.model_validate(tree)
     except ValidationError as e:
-        raise UsageError(_describe(e, source)) from None
+        raise ConfigError(_describe(e, source)) from None
 
 
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> RunConfig:
@@ -245,7 +245,7 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
     >>> load_config(overrides={"pipeline.batch_size": 8}).pipeline.batch_size
     8
 
-    Raises :class:`UsageError` naming the file and key for unreadable files, unknown keys
+    Raises :class:`ConfigError` (a UsageError) naming the file and key for unreadable files, unknown keys
     and out-of-range values.
     """
     return load_model(RunConfig, path, overrides)

@@ -1,4 +1,9 @@
-"""Exceptions a user can cause. The CLI turns them into one line and an exit code."""
+"""Exceptions a user can cause. The CLI turns them into one line and an exit code.
+
+Messages name a setting by its config key (``encode.segment``; ``output.path`` and
+``output.overwrite`` for ``run``'s own arguments), never by a command-line flag: the CLI
+puts its flags in their place when it prints them.
+"""
 from __future__ import annotations
 
 
@@ -12,6 +17,10 @@ class UsageError(StreamDenoiseError):
     """A bad option, config key or value; exit code 2."""
 
     exit_code = 2
+
+
+class ConfigError(UsageError):
+    """A config file or override that does not load; names keys as the config spells them."""
 
 
 class InputError(StreamDenoiseError):

@@ -51,7 +51,7 @@ class Camera(BaseModel):
 
     name: str = Field(min_length=1)
     url: str = Field(min_length=1)
-    output: str = Field(min_length=1, description="file, relative to -o (or to the YAML's "
+    output: str = Field(min_length=1, description="file, relative to the output folder (or to the YAML's "
                                                   "folder), or a stream URL to push to")
 
 
@@ -82,10 +82,10 @@ def plan(input: str | Path, output: str | Path | None) -> list[Job] | None:
     else:
         return None
     if output is None:
-        raise UsageError("a folder or glob of inputs needs -o OUTPUT_FOLDER")
+        raise UsageError("a folder or glob of inputs needs an output folder (output.path)")
     out = Path(output)
     if out.suffix.lower() in VIDEO_SUFFIXES:
-        raise UsageError(f"{spec} holds {len(files)} videos: -o must be a folder, not {out}")
+        raise UsageError(f"{spec} holds {len(files)} videos: output.path must be a folder, not {out}")
     return [Job(str(f.relative_to(root)), str(f), out / f.relative_to(root)) for f in files]
 
 

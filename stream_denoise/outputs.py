@@ -33,7 +33,7 @@ def _heatmap(attention: np.ndarray) -> np.ndarray:
 
 def _check_output(path: Path, overwrite: bool) -> None:
     if path.exists() and not overwrite and not (path.is_dir() and not any(path.iterdir())):
-        raise OutputError(f"output {path} already exists (use --overwrite to replace it)")
+        raise OutputError(f"output {path} already exists (use output.overwrite to replace it)")
     if not path.parent.exists():
         raise OutputError(f"output folder {path.parent} does not exist")
 

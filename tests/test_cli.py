@@ -186,3 +186,22 @@ def test_no_audio_leaves_the_soundtrack_out(flag, bunny, tmp_path, random_checkp
     with av.open(str(out)) as c:
         assert len(c.streams.video) == 1
         assert len(c.streams.audio) == (0 if flag else 1)
+
+
+def test_library_errors_come_out_naming_the_flags(bikes, tmp_path, random_checkpoint, capsys):
+    """The library names settings by config key (output.overwrite, encode.segment,
+    output.path); the command says the flags that set them. Config errors keep their keys."""
+    old = tmp_path / "old.mkv"
+    old.write_bytes(b"precious")
+    (tmp_path / "videos").mkdir()
+    (tmp_path / "videos" / "a.mp4").write_bytes(b"")
+    model = ["--model", str(random_checkpoint)]
+    for argv, code, needle in [
+        (["run", str(bikes), "-o", str(old)], 1, "(use --overwrite to replace it)"),
+        (["run", str(bikes), "-o", str(tmp_path / "x.avi"), "--segment", "5"], 1, "--segment writes"),
+        (["run", str(tmp_path / "videos")], 2, "needs an output folder (-o)"),
+        (["run", str(bikes), "-o", str(tmp_path / "x.mp4"), "--batch-size", "0"], 2, "pipeline.batch_size"),
+    ]:
+        assert main(argv + model) == code
+        err = capsys.readouterr().err
+        assert needle in err, err

@@ -36,9 +36,9 @@ def test_glob_and_single_inputs(tmp_path):
     assert plan(tmp_path / "frames", "out") is None  # an image sequence is one input
     with pytest.raises(InputError, match="no video files match"):
         plan(f"{tmp_path}/nothing/*.mp4", "out")
-    with pytest.raises(UsageError, match="needs -o OUTPUT_FOLDER"):
+    with pytest.raises(UsageError, match=r"needs an output folder \(output.path\)"):
         plan(tmp_path / "d2", None)
-    with pytest.raises(UsageError, match="-o must be a folder"):
+    with pytest.raises(UsageError, match="output.path must be a folder"):
         plan(tmp_path / "d2", tmp_path / "one.mp4")
 
 

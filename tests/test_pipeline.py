@@ -129,7 +129,7 @@ def test_attention_and_compare_outputs(short_clip, tmp_path, invert):
 def test_existing_output_is_not_overwritten(short_clip, tmp_path, passthrough):
     out = tmp_path / "o.mkv"
     out.write_bytes(b"precious")
-    with pytest.raises(OutputError, match="--overwrite"):
+    with pytest.raises(OutputError, match="output.overwrite"):
         run(short_clip, out, lossless(), model=passthrough, progress=False)
     assert out.read_bytes() == b"precious"
     run(short_clip, out, lossless(), model=passthrough, progress=False, overwrite=True)

@@ -23,7 +23,7 @@ def open_executor(config: RunConfig, model: BatchModel | None = None) -> Executo
             from .ray_pool import RayExecutor
         except ImportError:
             raise StreamDenoiseError(
-                "--executor ray needs Ray: pip install 'stream-denoise[ray]'") from None
+                "executor.kind ray needs Ray: pip install 'stream-denoise[ray]'") from None
         return RayExecutor(factory, config.executor)
     from .local import LocalExecutor
 

@@ -248,7 +248,7 @@ class Salvage:
             self.rate, self.rate_source = ref.rate, f"from the reference {Path(ref.path).name}"
         else:
             self.rate = ASSUMED_RATE
-            self.rate_source = "assumed: the stream has no timing info and no --reference gave one"
+            self.rate_source = "assumed: the stream has no timing info and no reference gave one"
         self.reorder = sps.reorder if sps.reorder is not None else 16
         self._win_range, self._win_end = (0, 0), -1
         self._win: list[int] = []
@@ -338,7 +338,7 @@ class Salvage:
         what = "SPS/PPS/VPS" if searched < limit else "SPS/PPS/VPS in its first GiB"
         raise InputError(
             f"{self.name} has no index (moov atom) and no parameter sets ({what}) in its media "
-            f"data: salvage it with --reference OK.mp4, a healthy recording from the same camera")
+            f"data: salvage it with source.reference OK.mp4, a healthy recording from the same camera")
 
     def _try_parameter_sets(self, pos: int, end: int) -> bool:
         """A chain of parameter sets at ``pos`` (the SPS and PPS, with the VPS for H.265),

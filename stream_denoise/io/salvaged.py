@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 def _nothing(salvage: Salvage) -> InputError:
     return InputError(f"{salvage.name} has no index (moov atom) and no {salvage.label} frames "
                       f"could be salvaged from its media data"
-                      + ("" if salvage.reference else " (with --reference OK.mp4, a healthy "
+                      + ("" if salvage.reference else " (with source.reference OK.mp4, a healthy "
                                                       "recording from the same camera, maybe)"))
 
 
@@ -137,7 +137,7 @@ def write_salvaged(path: str | os.PathLike, output: str | os.PathLike, *,
     if not Path(path).is_file():
         raise InputError(f"no such file: {path}")
     if out.exists() and not overwrite:
-        raise OutputError(f"output {out} already exists (use --overwrite to replace it)")
+        raise OutputError(f"output {out} already exists (use output.overwrite to replace it)")
     if not out.parent.is_dir():
         raise OutputError(f"output folder {out.parent} does not exist")
     if Path(path).resolve() == out.resolve():

@@ -137,7 +137,7 @@ def _auto_encoder(fmt: str) -> av.Codec:
     for name in ("libx264", default):
         if _accepts(fmt, name):
             return av.Codec(name, "w")
-    raise OutputError(f"no video encoder in this FFmpeg build writes {fmt}; name one (--codec)")
+    raise OutputError(f"no video encoder in this FFmpeg build writes {fmt}; name one (encode.codec)")
 
 
 def _pick_pix_fmt(codec: av.Codec, pix_fmt: str, width: int, height: int) -> str:
@@ -187,7 +187,7 @@ def _muxer(target: str, segment: float, clock: bool) -> tuple[str, str | None, d
     if segment:
         fmt = _SEGMENT_FORMATS.get(path.suffix.lower())
         if fmt is None:
-            raise OutputError(f"--segment writes {', '.join(_SEGMENT_FORMATS)} files, not {path.suffix}")
+            raise OutputError(f"encode.segment writes {', '.join(_SEGMENT_FORMATS)} files, not {path.suffix}")
         options = {"segment_time": f"{segment:g}", "reset_timestamps": "1", "segment_format": fmt}
         if fmt in ("mp4", "mov"):  # each piece stays playable even if the process dies
             options["segment_format_options"] = "movflags=+frag_keyframe+empty_moov+default_base_moof"

@@ -132,7 +132,7 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--post-ksize", type=int, help="post-filter kernel size, odd; 0 = from sigma [0]")
     g = p.add_argument_group("pipeline")
     g.add_argument("--batch-size", type=int, help="frames per model call [4]")
-    g.add_argument("--queue-size", type=int, help="batches buffered between stages [4]")
+    g.add_argument("--queue-size", type=int, help="batches buffered between the pipeline's threads [4]")
     g.add_argument("--decode-threads", type=int, help="decoder threads, 0 = FFmpeg's choice [0]")
     g.add_argument("--drop-policy", choices=_choices(PipelineConfig, "drop_policy"),
                    help="live inputs: the frame dropped when the model falls behind [oldest]")

@@ -114,7 +114,7 @@ class ModelConfig(Section):
 
 class PipelineConfig(Section):
     batch_size: int = Field(4, ge=1, le=256)
-    queue_size: int = Field(4, ge=1, le=64, description="batches buffered between stages")
+    queue_size: int = Field(4, ge=1, le=64, description="batches buffered between the pipeline's threads")
     decode_threads: int = Field(0, ge=0, le=64, description="0 lets FFmpeg choose")
     drop_policy: Literal["oldest", "newest", "none"] = Field(
         "oldest", description="live inputs: which frame goes when the model falls behind")
@@ -216,8 +216,9 @@ def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
     node[leaf] = value
 
 
-def load_model(model: type[M], path: str | Path | None, overrides: dict[str, Any] | None) -> M:
-    """Read YAML (or nothing), apply dotted overrides, validate into ``model``; ConfigError on any fault."""
+def load_section(section: type[M], path: str | Path | None, overrides: dict[str, Any] | None) -> M:
+    """Read YAML (or nothing), apply dotted overrides, validate into ``section`` (a whole tree:
+    RunConfig, or train's TrainConfig); ConfigError on any fault."""
     tree: dict[str, Any] = {}
     source = "config"
     if path is not None:
@@ -234,7 +235,7 @@ def load_model(model: type[M], path: str | Path | None, overrides: dict[str, Any
     for key, value in (overrides or {}).items():
         _set_dotted(tree, key, value)
     try:
-        return model.model_validate(tree)
+        return section.model_validate(tree)
     except ValidationError as e:
         raise ConfigError(_describe(e, source)) from None
 
@@ -248,5 +249,5 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
     Raises :class:`ConfigError` (a UsageError) naming the file and key for unreadable files, unknown keys
     and out-of-range values.
     """
-    return load_model(RunConfig, path, overrides)
+    return load_section(RunConfig, path, overrides)
 

@@ -1,7 +1,7 @@
 """A run's outputs: the cleaned video, and optionally the attention heat-map and the
 side-by-side, written from batch results and published only once complete.
 
-Their own module because staging, publishing and cleaning up are a job of their own,
+Their own module because naming, publishing and cleaning up outputs is a job of its own,
 apart from the threads of the pipeline that feeds them.
 """
 from __future__ import annotations
@@ -62,24 +62,24 @@ def _publish(path: Path) -> None:
 
 class Outputs:
     """The run's sinks: the cleaned video, and optionally the attention heat-map and the
-    side-by-side. Files are staged under ``.partial`` names and published only when the
-    run completes; streams, playlists and segmented recordings are written in place
-    (their pieces are complete as they close)."""
+    side-by-side. Files are ``atomic``: written under ``.partial`` names and renamed into
+    place only when the run completes; streams, playlists and segmented recordings are
+    written in place (their pieces are complete as they close)."""
 
     def __init__(self, output: str | Path, attention: str | Path | None,
                  compare: str | Path | None, encode: EncodeConfig, overwrite: bool) -> None:
         self.output, self.encode = output, encode
         self.paths = [Path(p) for p in (output, attention, compare) if p is not None]
         self.has_attention, self.has_compare = attention is not None, compare is not None
-        self.staged = not (is_url(str(output)) or Path(output).suffix.lower() == ".m3u8" or encode.segment)
-        for path in self.paths if self.staged else []:
+        self.atomic = not (is_url(str(output)) or Path(output).suffix.lower() == ".m3u8" or encode.segment)
+        for path in self.paths if self.atomic else []:
             _check_output(path, overwrite)
             _remove(partial_path(path))  # the remains of an earlier crash
         self.resized = 0
 
     def open(self, stack: ExitStack, info: VideoInfo, segment_clock: bool) -> None:
         def target(path: Path) -> str | Path:
-            return partial_path(path) if self.staged else path
+            return partial_path(path) if self.atomic else path
 
         self.info = info
         main = self.output if is_url(str(self.output)) else target(self.paths[0])
@@ -110,11 +110,11 @@ class Outputs:
                 self.cmp_sink.write(frame.with_image(np.hstack([_fit(frame.image, info), clean])))
 
     def publish(self) -> None:
-        for path in self.paths if self.staged else []:
+        for path in self.paths if self.atomic else []:
             _publish(path)
 
     def discard(self) -> None:
-        for path in self.paths if self.staged else []:
+        for path in self.paths if self.atomic else []:
             _remove(partial_path(path))
 
 

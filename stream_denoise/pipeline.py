@@ -1,6 +1,6 @@
-"""The streaming pipeline: source -> batches -> executor -> sink(s), stages overlapped.
+"""The streaming pipeline: source -> batches -> executor -> sink(s), on threads that overlap.
 
-Three stages run at once so the slowest sets the pace: a reader thread decodes and
+Three threads run at once so the slowest sets the pace: a reader thread decodes and
 batches, a model thread pushes batches through the executor, a writer thread encodes;
 the calling thread only waits, in short steps, so that a drain is timed. Bounded queues
 between them keep memory flat whatever the input length, and the writer checks that
@@ -66,7 +66,7 @@ class RunSummary:
 
 
 class _Stop(Exception):
-    """Raised inside a stage when another stage has failed."""
+    """Raised inside a pipeline thread when another one has failed."""
 
 
 class _Channel:
@@ -102,7 +102,7 @@ class _Channel:
         raise _Stop
 
 
-class _Stage(threading.Thread):
+class _Thread(threading.Thread):
     """A thread that records its failure and stops the run instead of dying silently.
     Daemon: one a drain leaves behind, blocked in a read or a model call, never holds up
     the process's exit."""
@@ -156,20 +156,20 @@ def run(
     name = redact(str(spec))
     live = is_url(str(spec)) or is_device(spec)
     outputs = Outputs(output, attention_path, compare_path, config.encode, overwrite)
-    stop = threading.Event()  # set when any stage fails: every other stage gives up
+    stop = threading.Event()  # set when any thread fails: every other one gives up
     written = 0
     try:
         with ExitStack() as stack:
             # The input first: a wrong path should be reported before a model is loaded.
             source = open_input(spec, config.source, threads=config.pipeline.decode_threads,
                                 cancelled=lambda: stop.is_set() or draining())
-            reader: list[_Stage] = []
+            reader: list[_Thread] = []
 
             def close_source() -> None:
-                # The reading stage closes the source as it ends, on its own thread: closing
+                # The reading thread closes the source as it ends, on its own thread: closing
                 # it under a read frees what FFmpeg reads. One a drain left behind (below)
                 # closes it when its read returns.
-                if not any(stage.is_alive() for stage in reader):
+                if not any(thread.is_alive() for thread in reader):
                     source.close()
 
             stack.callback(close_source)
@@ -222,10 +222,10 @@ def run(
 
             model_input: Iterable[Batch] = to_model if feed is None else feed.batches(
                 size, config.pipeline.batch_timeout)
-            reader.append(_Stage("sd-reader" if feed is None else "sd-decoder", read, stop))
-            stages = [_Stage("sd-writer", write, stop), _Stage("sd-model", model, stop), *reader]
+            reader.append(_Thread("sd-reader" if feed is None else "sd-decoder", read, stop))
+            threads = [_Thread("sd-writer", write, stop), _Thread("sd-model", model, stop), *reader]
             started = time.perf_counter()
-            _run_stages(stages, stop, draining, name)
+            _run_threads(threads, stop, draining, name)
     except BaseException:
         if written == 0:  # nothing worth keeping: leave no .partial behind
             outputs.discard()
@@ -240,17 +240,17 @@ def run(
         dropped_frames=feed.dropped if feed is not None else 0)
 
 
-def _run_stages(stages: list[_Stage], stop: threading.Event, draining, name: str) -> None:
-    """Start the stages, wait for the writer (the first) to finish, re-raise the first failure.
+def _run_threads(threads: list[_Thread], stop: threading.Event, draining, name: str) -> None:
+    """Start the threads, wait for the writer (the first) to finish, re-raise the first failure.
 
     The wait is in short steps, so that a drain is timed: after ``_CUT_OFF`` seconds of it,
-    ``stop`` makes every stage give up and the run ends with the frames written so far.
-    Once draining, a stage still blocked when the writer is done (a read from a silent
+    ``stop`` makes every thread give up and the run ends with the frames written so far.
+    Once draining, a thread still blocked when the writer is done (a read from a silent
     camera, a backoff, a model call) is left to finish on its own.
     """
-    for stage in stages:
-        stage.start()
-    writer, cut_at = stages[0], None
+    for thread in threads:
+        thread.start()
+    writer, cut_at = threads[0], None
     try:
         while writer.is_alive():
             writer.join(0.1)
@@ -264,12 +264,12 @@ def _run_stages(stages: list[_Stage], stop: threading.Event, draining, name: str
         stop.set()
         writer.join()  # the sinks are the writer's until it returns
         raise
-    for stage in stages[1:]:
-        stage.join(1.0 if draining() else None)
-    for stage in stages:
-        if isinstance(stage.error, WorkerError):
-            raise WorkerError(f"{name}: {stage.error}") from None
-        if stage.error is not None:
-            raise stage.error
+    for thread in threads[1:]:
+        thread.join(1.0 if draining() else None)
+    for thread in threads:
+        if isinstance(thread.error, WorkerError):
+            raise WorkerError(f"{name}: {thread.error}") from None
+        if thread.error is not None:
+            raise thread.error
     if stop.is_set() and cut_at is None:
         raise StreamDenoiseError("pipeline stopped before the end of the input")

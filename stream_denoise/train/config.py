@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from ..config import Section, load_model
+from ..config import Section, load_section
 from ..degrade import DegradeConfig
 from ..models.attentive_gan import PRESETS, GeneratorConfig
 
@@ -82,4 +82,4 @@ class TrainConfig(Section):
 
 def load_train_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> TrainConfig:
     """Like :func:`load_config`, for the training tree."""
-    return load_model(TrainConfig, path, overrides)
+    return load_section(TrainConfig, path, overrides)

@@ -16,12 +16,13 @@ import cv2
 import numpy as np
 from pydantic import Field
 
+from ..models.attentive_gan import AIR_LIGHT as MODEL_AIR_LIGHT
 from .base import Degradation, Stage, blur, span, tint, uniform
 
 Fraction01 = Annotated[float, Field(ge=0.0, le=1.0)]
 
 _LAYERS = 5  # depth bins: each is drawn in one call with one width, opacity and blur
-AIR_LIGHT = 225.0  # the grey level the veil mixes in (a model's veil head inverts it)
+AIR_LIGHT = 255 * MODEL_AIR_LIGHT  # the grey level the veil mixes in: the one the model's veil head inverts
 
 
 class Snow(Degradation):

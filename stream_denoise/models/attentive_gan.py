@@ -215,7 +215,7 @@ def _attention_spread(attention: torch.Tensor) -> torch.Tensor:
     return torch.stack([attention.mean(dim=(1, 2, 3)), *on], 1)
 
 
-# The grey level snow's veil mixes in (degrade/snow.py's AIR_LIGHT, on 0-1; a test checks).
+# The grey level snow's veil mixes in, on 0-1 (degrade/snow.py takes it from here).
 AIR_LIGHT = 225.0 / 255.0
 
 

@@ -1,4 +1,5 @@
-"""Frames as plain data: what crosses module boundaries (io, executors, pipeline).
+"""Frames as plain data: what crosses module boundaries (io, executors, pipeline), and the
+one rule for grouping them into batches, which files and live feeds share.
 
 Tensors never appear here; they live inside ``denoiser`` and ``models``.
 """

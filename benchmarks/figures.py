@@ -4,7 +4,8 @@
 
 * ``sample_still.jpg``: one frame of the bundled sample clip: input | attention | output.
 * ``real_rain.jpg``: the five real wet-glass photos in ../shared/real-rain: input | the
-  original authors' released model | ours (no ground truth exists: judge by eye).
+  original authors' released model | ours (no ground truth exists: judge by eye); with
+  ``--baseline MODEL``, that model's output in a fourth column, to see what a change did.
 """
 from __future__ import annotations
 
@@ -41,10 +42,12 @@ def main() -> None:
     p.add_argument("--model", default="lite")
     p.add_argument("--out", default="benchmarks/results")
     p.add_argument("--frame", type=int, default=60)
+    p.add_argument("--baseline", help="a model to show beside ours on the real photos (e.g. the last shipped)")
     args = p.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     den = Denoiser.from_pretrained(args.model)
+    base = Denoiser.from_pretrained(args.baseline) if args.baseline else None
 
     with av.open(str(SAMPLE_CLIP)) as c:
         frame = next(f for i, f in enumerate(c.decode(video=0)) if i == args.frame).to_ndarray(format="rgb24")
@@ -62,9 +65,11 @@ def main() -> None:
     for case in sorted((REAL_RAIN / "input").glob("*.jpg")):
         inp, ref = rgb(case), rgb(REAL_RAIN / "reference-output" / case.name)
         ours = den(inp[None])[0]
-        rows.append(np.hstack([half(label(inp, f"{case.stem} input")),
-                               half(label(cv2.resize(ref, inp.shape[1::-1]), "authors' model")),
-                               half(label(ours, "ours"))]))
+        cells = [label(inp, f"{case.stem} input"), label(cv2.resize(ref, inp.shape[1::-1]), "authors' model"),
+                 label(ours, f"ours ({args.model})")]
+        if base is not None:
+            cells.append(label(base(inp[None])[0], f"before ({args.baseline})"))
+        rows.append(np.hstack([half(c) for c in cells]))
     if rows:
         save(out / "real_rain.jpg", np.vstack(rows))
     print(f"figures in {out}")

@@ -176,3 +176,24 @@ def sample_bilinear(image: np.ndarray, x: np.ndarray, y: np.ndarray, border: int
     mx[:n], my[:n] = x, y
     out = cv2.remap(image, mx.reshape(rows, cols), my.reshape(rows, cols), cv2.INTER_LINEAR, borderMode=border)
     return out.reshape(-1, 3)[:n].astype(np.float32)
+
+
+def box_pixels(
+    x: np.ndarray, y: np.ndarray, extent: np.ndarray, h: int, w: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Every pixel of the boxes ``centre +- extent`` clipped to an ``(h, w)`` image, as flat
+    arrays ``(owner, px, py)``: which box (index into ``x``) and where; None when all boxes
+    miss the image. One vectorised pass over the concatenated boxes lets a kind rasterise
+    thousands of blobs at once (a Python loop over them cost ~0.1-0.2 ms each)."""
+    x0 = np.clip(np.floor(x - extent), 0, w).astype(np.int64)
+    x1 = np.clip(np.ceil(x + extent) + 1, 0, w).astype(np.int64)
+    y0 = np.clip(np.floor(y - extent), 0, h).astype(np.int64)
+    y1 = np.clip(np.ceil(y + extent) + 1, 0, h).astype(np.int64)
+    pw, ph = x1 - x0, y1 - y0
+    size = pw * ph
+    total = int(size.sum())
+    if total == 0:
+        return None
+    owner = np.repeat(np.arange(len(x)), size)
+    local = np.arange(total) - np.repeat(np.cumsum(size) - size, size)
+    return owner, x0[owner] + local % pw[owner], y0[owner] + local // pw[owner]

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 from pydantic import Field
 
-from .base import Degradation, Stage, blur, integers, log_uniform, over, sample_bilinear, span, to_uint8, uniform
+from .base import Degradation, Stage, blur, box_pixels, integers, log_uniform, over, sample_bilinear, span, to_uint8, uniform
 
 Fraction01 = Annotated[float, Field(ge=0.0, le=1.0)]
 
@@ -162,28 +162,17 @@ class Raindrops(Degradation):
         (row-major at that scale), coverage, source coordinates (full-size pixels) of the
         refracted view, sky weight, rim shade and specular light.
 
-        All drops are done in one vectorised pass over the concatenation of their
-        bounding boxes (a Python loop over drops cost ~0.2 ms each), and only pixels
-        inside a drop are returned, so later steps cost what the drops cover.
+        All drops are done in one pass over their bounding boxes (:func:`box_pixels`),
+        and only pixels inside a drop are returned, so later steps cost what the drops cover.
         """
         hs, ws = round(h * scale), round(w * scale)
         # Drop centres and radii in layer pixels.
         lx, ly = (cx + 0.5) * scale - 0.5, (cy + 0.5) * scale - 0.5
         r = (d.r * scale).astype(np.float32)
-        ext = r * d.aspect * (1.0 + 2.0 * self.irregularity) + 2.0
-        x0 = np.clip(np.floor(lx - ext), 0, ws).astype(np.int64)
-        x1 = np.clip(np.ceil(lx + ext) + 1, 0, ws).astype(np.int64)
-        y0 = np.clip(np.floor(ly - ext), 0, hs).astype(np.int64)
-        y1 = np.clip(np.ceil(ly + ext) + 1, 0, hs).astype(np.int64)
-        pw, ph = x1 - x0, y1 - y0
-        size = pw * ph
-        total = int(size.sum())
-        if total == 0:
+        boxes = box_pixels(lx, ly, r * d.aspect * (1.0 + 2.0 * self.irregularity) + 2.0, hs, ws)
+        if boxes is None:
             return (np.zeros(0, np.int64),) + tuple(np.zeros(0, np.float32) for _ in range(6))
-        i = np.repeat(np.arange(len(r)), size)
-        local = np.arange(total) - np.repeat(np.cumsum(size) - size, size)
-        px = x0[i] + local % pw[i]
-        py = y0[i] + local // pw[i]
+        i, px, py = boxes
         dx = (px - lx[i]).astype(np.float32)
         dy = (py - ly[i]).astype(np.float32)
         ri = r[i]

@@ -25,11 +25,12 @@ import cv2
 import numpy as np
 from pydantic import Field
 
-from .base import Degradation, Stage, blur, over, sample_bilinear, span, to_uint8, uniform
+from .base import Degradation, Stage, blur, box_pixels, over, sample_bilinear, span, to_uint8, uniform
 
 Fraction01 = Annotated[float, Field(ge=0.0, le=1.0)]
 
 _WATER = 1.33  # refractive index of water (air 1.0)
+_MAX_IRREGULARITY = 0.4  # a bent outline reaches at most this far past its radius
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +88,7 @@ class WetGlass(Degradation):
     height: Annotated[tuple[float, float], span(0.02, 2.0)] = (0.2, 0.9)
     power: Annotated[tuple[float, float], span(0.3, 2.0)] = (0.5, 1.0)
     elongation: Annotated[tuple[float, float], span(0.0, 5.0)] = (0.0, 1.0)
-    irregularity: Annotated[float, Field(ge=0.0, le=0.4)] = 0.15
+    irregularity: Annotated[float, Field(ge=0.0, le=_MAX_IRREGULARITY)] = 0.15
     focal: Annotated[tuple[float, float], span(0.2, 5.0)] = (0.6, 1.6)
     inner_blur: Annotated[tuple[float, float], span(0.0, 0.05)] = (0.0, 0.015)
     focus_blur: Annotated[tuple[float, float], span(0.0, 0.05)] = (0.0, 0.02)
@@ -197,25 +198,14 @@ def _height_field(b: _Bumps, x: np.ndarray, y: np.ndarray, hs: int, ws: int, sca
     """The water's height ``(hs, ws)`` float32 in layer pixels: every bump's profile
     ``height * r * (1 - d^2) ** power`` summed, so touching drops merge.
 
-    All bumps are rasterised in one vectorised pass over the concatenation of their
-    bounding boxes and accumulated with ``np.bincount`` (a Python loop over drops cost
-    ~0.1 ms each, and dense glass holds thousands)."""
+    All bumps are rasterised in one pass over their bounding boxes (:func:`box_pixels`)
+    and accumulated with ``np.bincount``: dense glass holds thousands of them."""
     lx, ly = (x + 0.5) * scale - 0.5, (y + 0.5) * scale - 0.5
     r = (b.r * scale).astype(np.float32)
-    ext = r * b.aspect * (1.0 + 2.0 * 0.4) + 1.0
-    x0 = np.clip(np.floor(lx - ext), 0, ws).astype(np.int64)
-    x1 = np.clip(np.ceil(lx + ext) + 1, 0, ws).astype(np.int64)
-    y0 = np.clip(np.floor(ly - ext), 0, hs).astype(np.int64)
-    y1 = np.clip(np.ceil(ly + ext) + 1, 0, hs).astype(np.int64)
-    pw, ph = x1 - x0, y1 - y0
-    size = pw * ph
-    total = int(size.sum())
-    if total == 0:
+    boxes = box_pixels(lx, ly, r * b.aspect * (1.0 + 2.0 * _MAX_IRREGULARITY) + 1.0, hs, ws)
+    if boxes is None:
         return np.zeros((hs, ws), np.float32)
-    i = np.repeat(np.arange(len(r)), size)
-    local = np.arange(total) - np.repeat(np.cumsum(size) - size, size)
-    px = x0[i] + local % pw[i]
-    py = y0[i] + local // pw[i]
+    i, px, py = boxes
     dx = (px - lx[i]).astype(np.float32)
     dy = (py - ly[i]).astype(np.float32)
     ri = r[i]

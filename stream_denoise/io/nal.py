@@ -183,6 +183,22 @@ def _hrd(b: Bits) -> None:
     b.skip(20)
 
 
+def _skip_vui_head(b: Bits) -> None:
+    """Skip the VUI fields H.264 and H.265 share before their timing: aspect ratio,
+    overscan, video signal type and chroma location."""
+    if b.flag() and b.u(8) == 255:  # extended sample aspect ratio
+        b.skip(32)
+    if b.flag():
+        b.skip(1)
+    if b.flag():
+        b.skip(4)
+        if b.flag():
+            b.skip(24)
+    if b.flag():
+        b.ue()
+        b.ue()
+
+
 def parse_h264_sps(rbsp: bytes) -> H264Sps:
     """An SPS NAL unit's RBSP (header byte first)."""
     b = Bits(rbsp[:512])
@@ -231,17 +247,7 @@ def parse_h264_sps(rbsp: bytes) -> H264Sps:
         raise BitstreamError("cropped away the whole picture")
     rate = reorder = None
     if b.flag():  # VUI
-        if b.flag() and b.u(8) == 255:
-            b.skip(32)
-        if b.flag():
-            b.skip(1)
-        if b.flag():
-            b.skip(4)
-            if b.flag():
-                b.skip(24)
-        if b.flag():
-            b.ue()
-            b.ue()
+        _skip_vui_head(b)
         if b.flag():
             units, scale = b.u(32), b.u(32)
             b.skip(1)
@@ -588,17 +594,7 @@ def parse_hevc_sps(rbsp: bytes) -> HevcSps:
                 b.skip(log2_poc + 1)
         b.skip(2)
         if b.flag():
-            if b.flag() and b.u(8) == 255:
-                b.skip(32)
-            if b.flag():
-                b.skip(1)
-            if b.flag():
-                b.skip(4)
-                if b.flag():
-                    b.skip(24)
-            if b.flag():
-                b.ue()
-                b.ue()
+            _skip_vui_head(b)
             b.skip(3)
             if b.flag():
                 for _ in range(4):
@@ -712,15 +708,7 @@ def parse_avcc(data: bytes) -> tuple[int, list[bytes]]:
     for mask in (0x1F, 0xFF):  # the SPS count (5 bits), then the PPS count
         if pos >= len(data):
             break
-        count, pos = data[pos] & mask, pos + 1
-        for _ in range(count):
-            if pos + 2 > len(data):
-                raise BitstreamError("avcC record cut short")
-            n = int.from_bytes(data[pos:pos + 2], "big")
-            if pos + 2 + n > len(data):
-                raise BitstreamError("avcC record cut short")
-            units.append(data[pos + 2:pos + 2 + n])
-            pos += 2 + n
+        pos = _sized_units(data, pos + 1, data[pos] & mask, units, "avcC")
     return size, units
 
 
@@ -732,14 +720,19 @@ def parse_hvcc(data: bytes) -> tuple[int, list[bytes]]:
     for _ in range(data[22]):
         if pos + 3 > len(data):
             raise BitstreamError("hvcC record cut short")
-        count = int.from_bytes(data[pos + 1:pos + 3], "big")
-        pos += 3
-        for _ in range(count):
-            if pos + 2 > len(data):
-                raise BitstreamError("hvcC record cut short")
-            n = int.from_bytes(data[pos:pos + 2], "big")
-            if pos + 2 + n > len(data):
-                raise BitstreamError("hvcC record cut short")
-            units.append(data[pos + 2:pos + 2 + n])
-            pos += 2 + n
+        pos = _sized_units(data, pos + 3, int.from_bytes(data[pos + 1:pos + 3], "big"), units, "hvcC")
     return size, units
+
+
+def _sized_units(data: bytes, pos: int, count: int, units: list[bytes], record: str) -> int:
+    """Append ``count`` 16-bit-length-prefixed units read from ``pos``; returns the new
+    position. Every length is checked against the bytes left before it is used."""
+    for _ in range(count):
+        if pos + 2 > len(data):
+            raise BitstreamError(f"{record} record cut short")
+        n = int.from_bytes(data[pos:pos + 2], "big")
+        if pos + 2 + n > len(data):
+            raise BitstreamError(f"{record} record cut short")
+        units.append(data[pos + 2:pos + 2 + n])
+        pos += 2 + n
+    return pos

@@ -21,7 +21,7 @@ import numpy as np
 from stream_denoise.config import FilterConfig
 from stream_denoise.degrade import psnr
 from stream_denoise.denoiser import Denoiser
-from stream_denoise.models.attentive_gan import Generator
+from stream_denoise.models.generator import Generator
 from stream_denoise.models.weights import load_generator
 from stream_denoise.train.data import Sample
 from stream_denoise.train.evaluate import HELD_OUT_FAMILIES, held_out_eval_set

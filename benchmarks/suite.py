@@ -50,7 +50,7 @@ import torch
 from stream_denoise.config import load_config
 from stream_denoise.denoiser import Denoiser, DenoiseResult
 from stream_denoise.io.sources import open_source
-from stream_denoise.models.attentive_gan import PRESETS, Generator
+from stream_denoise.models.generator import PRESETS, Generator
 from stream_denoise.pipeline import open_executor, run
 
 ENCODE = {"preset": "veryfast", "crf": "20"}  # = configs/default.yaml's encode section

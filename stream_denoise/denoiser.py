@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from .config import FilterConfig, GaussianStage, ModelConfig
 from .filters import GaussianBlur, NoiseAdaptiveBlur, remove_impulses
-from .models.attentive_gan import Generator
+from .models.generator import Generator
 from .models.weights import load_generator
 from .tiling import run_tiled
 

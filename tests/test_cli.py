@@ -12,7 +12,7 @@ import torch
 
 from stream_denoise.cli import main
 from stream_denoise.models import weights
-from stream_denoise.models.attentive_gan import Generator, GeneratorConfig
+from stream_denoise.models.generator import Generator, GeneratorConfig
 from stream_denoise.models.weights import save_generator
 
 TINY = GeneratorConfig(arn_width=8, steps=2, res_blocks=1, ae_width=8, dilations=(2,), unshuffle=4)

@@ -15,7 +15,7 @@ from stream_denoise.config import GaussianStage
 from stream_denoise.denoiser import Denoiser
 from stream_denoise.errors import ModelError
 from stream_denoise.filters import gaussian_blur, remove_impulses
-from stream_denoise.models.attentive_gan import Generator, GeneratorConfig
+from stream_denoise.models.generator import Generator, GeneratorConfig
 from stream_denoise.models.weights import load_generator, save_generator
 
 TINY = GeneratorConfig(arn_width=8, steps=2, res_blocks=1, ae_width=8, dilations=(2,), unshuffle=2)

@@ -6,12 +6,9 @@ from dataclasses import replace
 import pytest
 import torch
 
-from stream_denoise.models.attentive_gan import (
-    PRESETS,
-    Discriminator,
-    Generator,
-    GeneratorConfig,
-)
+from stream_denoise.models.discriminator import Discriminator
+from stream_denoise.models.generator import PRESETS, Generator, GeneratorConfig
+from stream_denoise.train.surgery import embed
 
 
 def conv(k: int, cin: int, cout: int) -> int:
@@ -137,7 +134,7 @@ def test_the_affine_heads_dark_level_sees_a_veil_and_not_a_bright_drop():
     import cv2
     import torch.nn.functional as F
 
-    from stream_denoise.models.attentive_gan import _levels
+    from stream_denoise.models.heads import _levels
     from tests.conftest import package_data
 
     photo = cv2.resize(cv2.imread(str(package_data("skimage", "data", "astronaut.png"))), (256, 256))
@@ -157,7 +154,7 @@ def test_the_affine_heads_dark_level_sees_a_veil_and_not_a_bright_drop():
 
 def test_the_affine_heads_attention_spread_tells_scattered_flakes_from_a_drop():
     """Same share of the map on, as 1-cell flakes or one blob: erosion keeps only the blob."""
-    from stream_denoise.models.attentive_gan import _attention_spread
+    from stream_denoise.models.heads import _attention_spread
 
     flakes = torch.zeros(1, 1, 64, 64)
     flakes[..., 2::8, 2::8] = 1.0  # 64 isolated cells
@@ -203,7 +200,7 @@ def test_the_veil_head_unveils_only_what_the_gate_passes_through_and_starts_as_a
     """A veil of v turns x into x * (1 - v) + AIR_LIGHT * v on every pixel: the head's
     estimate undoes it where the output is the input, and leaves the repair alone."""
     from stream_denoise.degrade.snow import AIR_LIGHT
-    from stream_denoise.models.attentive_gan import AIR_LIGHT as MODEL_AIR_LIGHT
+    from stream_denoise.models.heads import AIR_LIGHT as MODEL_AIR_LIGHT
 
     assert MODEL_AIR_LIGHT * 255 == pytest.approx(AIR_LIGHT)
     config = GeneratorConfig(arn_width=8, steps=2, res_blocks=1, ae_width=8, dilations=(2,), unshuffle=2,
@@ -239,8 +236,8 @@ def test_embed_refuses_a_net_that_does_not_fit():
     small = GeneratorConfig(arn_width=8, steps=2, res_blocks=1, ae_width=8, dilations=(2,), unshuffle=2,
                             gate_output=True)
     with pytest.raises(ValueError, match="arn.head.weight"):
-        Generator(replace(small, arn_width=12)).embed(Generator(small))
+        embed(Generator(replace(small, arn_width=12)), Generator(small))
     with pytest.raises(ValueError, match="does not fit"):
-        Generator(small).embed(Generator(replace(small, ae_width=12)))
+        embed(Generator(small), Generator(replace(small, ae_width=12)))
     with pytest.raises(ValueError, match="not a layer"):
-        Generator(small).embed(Generator(replace(small, input_skip=True)))
+        embed(Generator(small), Generator(replace(small, input_skip=True)))

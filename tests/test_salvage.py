@@ -21,7 +21,7 @@ import torch
 from stream_denoise.cli import main
 from stream_denoise.errors import InputError
 from stream_denoise.io.sources import open_source
-from stream_denoise.models.attentive_gan import Generator, GeneratorConfig
+from stream_denoise.models.generator import Generator, GeneratorConfig
 from stream_denoise.models.weights import save_generator
 
 RATE = 25

@@ -13,7 +13,7 @@ import torch
 from stream_denoise.cli import main
 from stream_denoise.degrade import Raindrops, WetGlass, psnr
 from stream_denoise.errors import UsageError
-from stream_denoise.models.attentive_gan import Generator, GeneratorConfig
+from stream_denoise.models.generator import Generator, GeneratorConfig
 from stream_denoise.models.weights import save_generator
 from stream_denoise.train.config import load_train_config
 from stream_denoise.train.data import PairedFolder
@@ -28,6 +28,7 @@ from stream_denoise.train.losses import (
 )
 from stream_denoise.io.sources import read_rgb
 from stream_denoise.train.evaluate import HELD_OUT_FAMILIES, synthetic_eval_set
+from stream_denoise.train.surgery import head_parameters
 from stream_denoise.train.trainer import Trainer
 from tests.conftest import package_data
 
@@ -280,12 +281,12 @@ def test_heads_only_trains_the_heads_at_their_own_rate_and_leaves_the_rest(photo
         trainer.generator.arn.to_map.bias.fill_(1.0)
     trunk = {k: v.clone() for k, v in trainer.generator.state_dict().items()
              if not k.startswith(("autoencoder.fine.", "autoencoder.affine."))}
-    heads = [p.detach().clone() for p in trainer.generator.head_parameters()]
+    heads = [p.detach().clone() for p in head_parameters(trainer.generator)]
     for step in range(3):
         trainer.train_step(trainer.batch(step))
     after = trainer.generator.state_dict()
     assert all(torch.equal(v, after[k]) for k, v in trunk.items())
-    assert all(not torch.equal(a, b) for a, b in zip(heads, trainer.generator.head_parameters()))
+    assert all(not torch.equal(a, b) for a, b in zip(heads, head_parameters(trainer.generator)))
     assert [g["lr"] for g in trainer.opt_g.param_groups] == [pytest.approx(1e-2 * trainer.lr_factor(2))]
     both = Trainer(tiny_config(photos, model=model, **{"optim.head_lr": 1e-2}), tmp_path / "b")
     assert [g["base_lr"] for g in both.opt_g.param_groups] == [1e-2, both.config.optim.lr]
@@ -431,7 +432,7 @@ def test_eval_sets_never_hold_an_untouched_crop(photos):
 
 
 def test_eval_table_has_a_row_per_kind_and_every_stage(photos, tmp_path, capsys):
-    from stream_denoise.models.attentive_gan import Generator, GeneratorConfig
+    from stream_denoise.models.generator import Generator, GeneratorConfig
     from stream_denoise.models.weights import save_generator
 
     torch.manual_seed(0)
@@ -449,7 +450,7 @@ def test_eval_table_has_a_row_per_kind_and_every_stage(photos, tmp_path, capsys)
 
 
 def test_eval_auto_sigma_sets_how_hard_auto_blurs_noisy_frames(photos, tmp_path, capsys):
-    from stream_denoise.models.attentive_gan import Generator, GeneratorConfig
+    from stream_denoise.models.generator import Generator, GeneratorConfig
     from stream_denoise.models.weights import save_generator
 
     torch.manual_seed(0)
@@ -475,7 +476,7 @@ def test_eval_auto_sigma_sets_how_hard_auto_blurs_noisy_frames(photos, tmp_path,
 
 
 def test_eval_chain_removes_impulses_unless_told_not_to(photos, tmp_path, capsys):
-    from stream_denoise.models.attentive_gan import Generator, GeneratorConfig
+    from stream_denoise.models.generator import Generator, GeneratorConfig
     from stream_denoise.models.weights import save_generator
 
     torch.manual_seed(0)

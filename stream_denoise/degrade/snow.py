@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 from pydantic import Field
 
-from ..models.attentive_gan import AIR_LIGHT as MODEL_AIR_LIGHT
+from ..models.heads import AIR_LIGHT as MODEL_AIR_LIGHT
 from .base import Degradation, Stage, blur, span, tint, uniform
 
 Fraction01 = Annotated[float, Field(ge=0.0, le=1.0)]

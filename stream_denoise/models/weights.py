@@ -21,7 +21,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from ..errors import ModelError
-from .attentive_gan import Generator, GeneratorConfig
+from .generator import Generator, GeneratorConfig
 
 BUNDLED_DIR = Path(__file__).with_name("bundled")
 BUNDLED_NAMES = ("lite", "paper")

@@ -12,7 +12,7 @@ from pydantic import Field, field_validator
 
 from ..config import Section, load_section
 from ..degrade import DegradeConfig
-from ..models.attentive_gan import PRESETS, GeneratorConfig
+from ..models.generator import PRESETS, GeneratorConfig
 
 
 class TrainData(Section):

@@ -16,7 +16,7 @@ from ..config import GaussianStage
 from ..degrade import Degradation, DegradeConfig, Dust, Raindrops, Snow, degrade
 from ..denoiser import Denoiser
 from ..filters import gaussian_blur
-from ..models.attentive_gan import Generator
+from ..models.generator import Generator
 from .data import Sample, at_least, crop_box, load_footage, split_footage
 from .trainer import psnr_ssim
 

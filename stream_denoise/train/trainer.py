@@ -23,7 +23,8 @@ import torch
 
 from ..denoiser import pick_device
 from ..errors import ModelError, UsageError
-from ..models.attentive_gan import Discriminator, Generator
+from ..models.discriminator import Discriminator
+from ..models.generator import Generator
 from .batches import BatchMaker
 from .config import TrainConfig
 from .data import (
@@ -46,6 +47,7 @@ from .losses import (
     veil_loss,
 )
 from .perceptual import PerceptualLoss
+from .surgery import embed, head_parameters
 
 log = logging.getLogger(__name__)
 
@@ -88,14 +90,14 @@ class Trainer:
             self.generator.to(memory_format=torch.channels_last)
             self.discriminator.to(memory_format=torch.channels_last)
         opt = config.optim
-        heads = {id(p) for p in self.generator.head_parameters()}
+        heads = {id(p) for p in head_parameters(self.generator)}
         trunk = [p for p in self.generator.parameters() if id(p) not in heads]
         if opt.heads_only:
             if not heads:
                 raise UsageError("optim.heads_only needs a model with fine_gate, global_affine or veil_head")
             for p in trunk:
                 p.requires_grad_(False)
-        groups = [{"params": self.generator.head_parameters(), "base_lr": opt.head_lr or opt.lr}]
+        groups = [{"params": head_parameters(self.generator), "base_lr": opt.head_lr or opt.lr}]
         if not opt.heads_only:
             groups.append({"params": trunk, "base_lr": opt.lr})
         self.opt_g = torch.optim.Adam([g for g in groups if g["params"]], lr=opt.lr, betas=opt.betas)
@@ -326,7 +328,7 @@ class Trainer:
         if arch.ae_width > old.ae_width:
             log.info("autoencoder widened from %d to %d channels; output unchanged",
                      old.ae_width, arch.ae_width)
-        self.generator.embed(same_width.to(self.device))
+        embed(self.generator, same_width.to(self.device))
 
     # -- the loop ---------------------------------------------------------------------
     def fit(self, *, max_minutes: float | None = None, budget_minutes: float | None = None,

@@ -419,6 +419,21 @@ def test_config_sampling_rules() -> None:
     assert sizes == {1, 2, 3}
 
 
+def test_clean_share_leaves_samples_undegraded_and_keeps_older_streams() -> None:
+    names: list[KindName] = ["raindrops", "snow", "gaussian"]
+    base = DegradeConfig(enabled=names, choose="pick", pick=(1, 2))
+    clean = base.model_copy(update={"clean": 0.25})
+    left = [len(clean.sample(seed)) == 0 for seed in range(400)]
+    assert 0.18 < np.mean(left) < 0.32, np.mean(left)
+    assert all(base.sample(seed) for seed in range(400))  # the default never leaves one clean
+    # 0 draws nothing extra: a config without the key samples exactly as before it existed.
+    zero = base.model_copy(update={"clean": 0.0})
+    assert all(zero.sample(s) == base.sample(s) for s in range(50))
+    assert all(DegradeConfig(enabled=names, clean=1.0).sample(s) == [] for s in range(5))
+    with pytest.raises(ValueError, match="clean"):
+        DegradeConfig(enabled=names, clean=1.5)
+
+
 # --- pairs -----------------------------------------------------------------------------
 
 

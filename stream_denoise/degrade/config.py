@@ -36,6 +36,10 @@ class DegradeConfig(BaseModel):
       0.5); if none comes up, one is drawn so a sample is never clean;
     - ``"pick"``: a number of kinds in the ``pick`` range, drawn without replacement
       with ``probability`` as relative weights (default equal).
+
+    ``clean`` is the share of samples left undegraded, whatever ``choose`` says. A net
+    that only ever sees weather learns to repair something everywhere; clean samples
+    teach its gate to stay shut where there is nothing to repair.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -44,6 +48,7 @@ class DegradeConfig(BaseModel):
     choose: Literal["all", "each", "pick"] = "all"
     probability: dict[KindName, Annotated[float, Field(ge=0.0, le=1.0)]] = Field(default_factory=dict)
     pick: Annotated[tuple[int, int], span(1, len(KINDS))] = (1, 2)
+    clean: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0
 
     raindrops: Raindrops = Raindrops()
     wet_glass: WetGlass = WetGlass()
@@ -76,14 +81,17 @@ class DegradeConfig(BaseModel):
         """The kinds for one training sample, in ``enabled`` order.
 
         Drawn from ``seed`` alone (so a clip degraded with one seed keeps the same kinds
-        in every frame), or from a caller's generator, which this advances.
+        in every frame), or from a caller's generator, which this advances. Empty for
+        the ``clean`` share of samples.
         """
-        if self.choose == "all":
-            return self.kinds()
         if isinstance(seed, np.random.Generator):
             rng = seed
         else:
             rng = np.random.default_rng([seed, zlib.crc32(b"DegradeConfig.sample")])
+        if self.clean > 0 and rng.random() < self.clean:  # no draw at 0: older streams stay as they were
+            return []
+        if self.choose == "all":
+            return self.kinds()
         names = list(self.enabled)
         if self.choose == "each":
             p = np.array([self.probability.get(n, 0.5) for n in names])

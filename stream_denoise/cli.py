@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, get_args
 
 from . import __version__
-from .config import ExecutorConfig, ModelConfig, PipelineConfig, Section, SourceConfig
+from .config import ExecutorConfig, ModelConfig, PipelineConfig, Section, SourceConfig, TemporalConfig
 from .errors import ConfigError, StreamDenoiseError
 
 PROG = "stream-denoise"
@@ -56,6 +56,7 @@ RUN_OVERRIDES = {
     "pre_ksize": "filters.pre.ksize",
     "post_sigma": "filters.post.sigma",
     "post_ksize": "filters.post.ksize",
+    "temporal": "temporal.mode",
     "codec": "encode.codec",
     "crf": "encode.crf",
     "preset": "encode.preset",
@@ -130,6 +131,10 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--pre-ksize", type=int, help="pre-filter kernel size, odd; 0 = from sigma [0]")
     g.add_argument("--post-sigma", type=float, help="post-filter sigma [0]")
     g.add_argument("--post-ksize", type=int, help="post-filter kernel size, odd; 0 = from sigma [0]")
+    g.add_argument("--temporal", choices=_choices(TemporalConfig, "mode"),
+                   help="while the camera holds still, replace passing weather by the median of the "
+                        "last 9 frames; moving regions and cameras keep the single-frame result; "
+                        "auto = on for videos and streams, off for image folders [auto]")
     g = p.add_argument_group("pipeline")
     g.add_argument("--batch-size", type=int, help="frames per model call [4]")
     g.add_argument("--queue-size", type=int, help="batches buffered between the pipeline's threads [4]")

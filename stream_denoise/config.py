@@ -112,6 +112,30 @@ class ModelConfig(Section):
         raise ValueError("must be auto, cpu, cuda, cuda:N or mps")
 
 
+class TemporalConfig(Section):
+    """The temporal stage after the chain (:mod:`.temporal`): weather that passes is
+    replaced from the last ``frames`` frames while the camera holds still."""
+
+    mode: Literal["auto", "on", "off"] = Field(
+        "auto", description="auto: on for videos and streams, off for image folders (no time)")
+    frames: int = Field(9, ge=3, le=9, description="frames in the per-pixel median, this one included")
+    tolerance: int = Field(12, ge=1, le=255, description="grey levels a pixel may differ from the "
+                                                          "median and still be the same scene")
+    object_size: float = Field(0.04, gt=0.0, le=1.0, description="a changed region this size (fraction "
+                                                                 "of the short side) or larger is motion")
+    still: float = Field(0.5, gt=0.0, le=100.0, description="px the camera may move over the window and "
+                                                            "still count as still")
+    gap: float = Field(1.0, gt=0.0, le=3600.0, description="seconds between frames that start the "
+                                                           "history again (a reconnect)")
+
+    @field_validator("frames")
+    @classmethod
+    def _odd_frames(cls, v: int) -> int:
+        if v % 2 == 0:
+            raise ValueError("must be odd (3, 5, 7 or 9): the median of an odd count is a frame's value")
+        return v
+
+
 class PipelineConfig(Section):
     batch_size: int = Field(4, ge=1, le=256)
     queue_size: int = Field(4, ge=1, le=64, description="batches buffered between the pipeline's threads")
@@ -191,6 +215,7 @@ class RunConfig(Section):
     source: SourceConfig = SourceConfig()
     model: ModelConfig = ModelConfig()
     filters: FilterConfig = FilterConfig()
+    temporal: TemporalConfig = TemporalConfig()
     pipeline: PipelineConfig = PipelineConfig()
     executor: ExecutorConfig = ExecutorConfig()
     encode: EncodeConfig = EncodeConfig()

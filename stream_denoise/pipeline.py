@@ -1,4 +1,5 @@
-"""The streaming pipeline: source -> batches -> executor -> sink(s), on threads that overlap.
+"""The streaming pipeline: source -> batches -> executor -> temporal stage -> sink(s), on
+threads that overlap.
 
 Three threads run at once so the slowest sets the pace: a reader thread decodes and
 batches, a model thread pushes batches through the executor, a writer thread encodes;
@@ -31,6 +32,7 @@ from .io.inputs import open_input
 from .io.urls import is_device, is_url, redact
 from .livefeed import LiveFeed
 from .outputs import Outputs
+from .temporal import TemporalFilter
 
 log = logging.getLogger(__name__)
 
@@ -211,12 +213,16 @@ def run(
                     to_writer.put(result)
                 to_writer.close()
 
+            # The temporal stage keeps this stream's history where its results arrive in
+            # order, whichever worker ran them.
+            temporal = TemporalFilter(config.temporal) if config.temporal.mode != "off" else None
+
             def write() -> None:
                 nonlocal written
                 for expected, result in enumerate(to_writer):
                     if result.batch.seq != expected:
                         raise RuntimeError(f"batch {result.batch.seq} arrived, expected {expected}")
-                    outputs.write(result, name)
+                    outputs.write(result if temporal is None else temporal.apply(result), name)
                     written += len(result.batch.frames)
                     bar.update(len(result.batch.frames))
 

@@ -24,10 +24,12 @@ def decode(path: Path) -> tuple[list[int], list[np.ndarray]]:
     return [f.pts for f in frames], [f.to_ndarray(format="rgb24") for f in frames]
 
 
-def lossless(batch_size: int = 4):
-    """Encode losslessly (RGB in FFV1) so frames can be compared for exact equality."""
+def lossless(batch_size: int = 4, temporal: str = "off"):
+    """Encode losslessly (RGB in FFV1) so frames can be compared for exact equality; the
+    temporal stage off, so the output is the model's, frame for frame."""
     return load_config(overrides={
         "pipeline.batch_size": batch_size, "encode.codec": "ffv1", "encode.pix_fmt": "bgr0",
+        "temporal.mode": temporal,
     })
 
 
@@ -42,6 +44,33 @@ def test_order_preserved_at_every_batch_size(short_clip, tmp_path, passthrough, 
     assert len(out_frames) == 23
     for k, (a, b) in enumerate(zip(in_frames, out_frames)):
         assert np.array_equal(a, b), f"frame {k} differs"
+
+
+@pytest.mark.parametrize("batch_size", [1, 5])
+def test_temporal_stage_runs_on_the_stream_in_order(bikes, tmp_path, passthrough, batch_size):
+    """A still camera in snow: the output is the stage applied to the model's results in
+    source order, whatever the batching; with the stage off, the model's results."""
+    from stream_denoise.degrade import Snow
+    from stream_denoise.temporal import TemporalFilter
+
+    with open_source(bikes) as src:
+        still = next(f for f in src if f.index == 245)
+    clip = tmp_path / "still.mkv"
+    with open_sink(clip, src.info, load_config(overrides={"encode.codec": "ffv1", "encode.pix_fmt": "bgr0"}).encode) as sink:
+        for i in range(12):
+            sink.write(Frame(i, Snow(density=(1000, 1000)).apply(still.image, 1, i), i, still.time_base))
+    with open_source(clip) as src:
+        frames = list(src)
+    noisy = [f.image for f in frames]
+    stage = TemporalFilter(load_config().temporal)
+    expected = [stage(f.image, f) for f in frames]
+    run(clip, tmp_path / "on.mkv", lossless(batch_size, "auto"), model=passthrough, progress=False)
+    run(clip, tmp_path / "off.mkv", lossless(batch_size), model=passthrough, progress=False)
+    on, off = decode(tmp_path / "on.mkv")[1], decode(tmp_path / "off.mkv")[1]
+    assert stage.fused == 10
+    assert all(np.array_equal(a, b) for a, b in zip(on, expected, strict=True))
+    assert all(np.array_equal(a, b) for a, b in zip(off, noisy, strict=True))
+    assert not np.array_equal(on[-1], noisy[-1])
 
 
 def test_output_is_the_models_output(short_clip, tmp_path, invert):

@@ -108,7 +108,8 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--model", help="bundled model name (lite) or checkpoint path [lite]")
     g.add_argument("--device", help="auto, cpu, cuda, cuda:N [auto]")
     g.add_argument("--precision", choices=_choices(ModelConfig, "precision"),
-                   help="inference precision; auto = fp16 on CUDA, fp32 on CPU [auto]")
+                   help="inference precision; auto = fp16 on CUDA, bf16 on CPUs with native bf16 "
+                        "(AVX-512 BF16, AMX), else fp32 [auto]")
     g.add_argument("--tile", type=int, metavar="PX",
                    help="run frames larger than this as overlapping tiles (4K on a small GPU); "
                         "0 = whole frames [0]")
@@ -423,6 +424,8 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
                         "own; may be given more than once")
     p.add_argument("--seed", type=int, default=0, help="seed of the evaluation set [0]")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N [auto]")
+    p.add_argument("--precision", default="auto", choices=_choices(ModelConfig, "precision"),
+                   help="as for run: auto = fp16 on CUDA, bf16 on CPUs with native bf16, else fp32 [auto]")
     p.set_defaults(func=_cmd_eval)
 
 
@@ -463,7 +466,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         raise UsageError(f"--pre-sigma/--auto-sigma/--auto-noise/--post-sigma: {e}") from None
     for i, (title, sets) in enumerate(tables.items()):
         rows = evaluate(generator, sets, gauss_sigma=args.gauss_sigma, pre=pre, post=post,
-                        impulse=args.impulse, ensemble=args.ensemble, device=args.device)
+                        impulse=args.impulse, ensemble=args.ensemble, device=args.device,
+                        precision=args.precision)
         print(("\n" if i else "") + f"{title}:\n")
         print(format_table(rows, args.gauss_sigma, args.pre_sigma, args.post_sigma, impulse=args.impulse,
                            ensemble=args.ensemble))

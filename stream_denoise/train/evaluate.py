@@ -94,12 +94,13 @@ def _metrics(images: np.ndarray, clean: np.ndarray) -> tuple[float, float]:
 def evaluate(
     generator: Generator, sets: dict[str, list[Sample]], *, gauss_sigma: float = 1.0,
     pre: GaussianStage | None = None, post: GaussianStage | None = None, impulse: bool = True,
-    ensemble: int = 1, device: str = "auto",
+    ensemble: int = 1, device: str = "auto", precision: str = "auto",
 ) -> list[EvalRow]:
     """``ensemble``: the generator and chain columns average that many views of each crop
-    (``Denoiser(ensemble=...)``)."""
-    plain = Denoiser(generator, ensemble=ensemble, device=device)
-    chain = Denoiser(generator, pre=pre, post=post, impulse=impulse, ensemble=ensemble, device=device)
+    (``Denoiser(ensemble=...)``); ``precision`` as for ``run``."""
+    plain = Denoiser(generator, ensemble=ensemble, device=device, precision=precision)
+    chain = Denoiser(generator, pre=pre, post=post, impulse=impulse, ensemble=ensemble, device=device,
+                     precision=precision)
     rows = []
     for kind, samples in sets.items():
         # Crops share a shape; whole real photos may not: score each shape apart, then

@@ -1,19 +1,20 @@
 """Cameras under load, one camera's server killed and restarted, a signal at the end (issue 24).
 
     python benchmarks/cameras.py --cameras 4 --seconds 300 --runs 10 --json benchmarks/results/cameras.jsonl
-    python benchmarks/cameras.py --cameras 4 --seconds 3600 --runs 1 --json benchmarks/results/soak_cameras.jsonl
+    python benchmarks/cameras.py --cameras 4 --seconds 3600 --kill-every 300 --json benchmarks/results/soak_cameras.jsonl --plot benchmarks/results/soak_cameras.png
 
 Each run starts --cameras looping FFmpeg cameras on 127.0.0.1 (MPEG-TS over TCP, as
 ``ffmpeg -re -stream_loop -1 -i CLIP -an -c copy -f mpegts tcp://127.0.0.1:PORT?listen=1``),
 then ``stream-denoise run cams.yaml -o OUT --quiet`` (plus --args); kills camera 0's server
-at --kill-at seconds and starts it again --down seconds later; at --seconds sends one
+at --kill-at seconds and starts it again --down seconds later (and again every --kill-every
+seconds, if given); at --seconds sends one
 --signal, to the process or (--to thread) to one of its threads other than the main one,
 as the kernel sometimes does; then waits as a service manager would (SIGKILL after
 --kill-after seconds). Per run it records: seconds from the signal to the drain line and
 to the exit, the exit code, whether every output was published (no ``.partial`` left) and
 decodes, its frames, the connection attempts camera 0 needed to come back, and the run's
-peak memory and open files (sampled from /proc every 5 s). One JSON line per run, a
-table at the end. Linux only (/proc, tgkill).
+memory and open files (sampled from /proc every 5 s: the peak, and with --plot the series
+drawn over time). One JSON line per run, a table at the end. Linux only (/proc, tgkill).
 """
 from __future__ import annotations
 
@@ -68,15 +69,40 @@ def tgkill(pid: int, sig: int) -> None:
 
 
 def sample(pid: int, into: dict, done: threading.Event) -> None:
-    """Peak resident memory (MB) and open files of ``pid``, every 5 s."""
+    """Resident memory (MB) and open files of ``pid``, every 5 s: the peaks, and the memory
+    series as (seconds, MB) pairs."""
+    start = time.monotonic()
+    series = into.setdefault("rss_series", [])
     while not done.wait(5):
         try:
             with open(f"/proc/{pid}/status") as f:
                 kb = next(int(line.split()[1]) for line in f if line.startswith("VmRSS"))
-            into["rss_mb"] = max(into.get("rss_mb", 0), round(kb / 1024))
-            into["fds"] = max(into.get("fds", 0), len(os.listdir(f"/proc/{pid}/fd")))
+            fds = len(os.listdir(f"/proc/{pid}/fd"))
         except (OSError, StopIteration):
             return
+        series.append((round(time.monotonic() - start), round(kb / 1024)))
+        into["rss_mb"] = max(into.get("rss_mb", 0), round(kb / 1024))
+        into["fds"] = max(into.get("fds", 0), fds)
+
+
+def plot(results: list[dict], path: Path) -> None:
+    """Each run's memory over time, one line per run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 3.5))
+    for i, r in enumerate(results, 1):
+        t, mb = zip(*r["rss_series"]) if r.get("rss_series") else ((), ())
+        ax.plot([x / 60 for x in t], mb, label=f"run {i}")
+    ax.set_xlabel("minutes")
+    ax.set_ylabel("resident memory, MB")
+    ax.set_title(f"{results[0]['cameras']} cameras, camera 0 killed every {results[0]['kill_every'] or '-'} s")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
 
 
 def frames_in(path: Path) -> int | None:
@@ -107,13 +133,17 @@ def one_run(args: argparse.Namespace, work: Path) -> dict:
     done = threading.Event()
     threading.Thread(target=sample, args=(proc.pid, stats, done), daemon=True).start()
     start = time.monotonic()
+    kills = [args.kill_at]
+    while args.kill_every and kills[-1] + args.kill_every + args.down < args.seconds - 30:
+        kills.append(kills[-1] + args.kill_every)
     try:
-        time.sleep(args.kill_at)
-        servers[0].kill()
-        servers[0].wait()
-        killed_at = len(lines)
-        time.sleep(args.down)
-        servers[0] = camera(args.clip, ports[0])
+        for at in kills:
+            time.sleep(max(0.0, at - (time.monotonic() - start)))
+            servers[0].kill()
+            servers[0].wait()
+            killed_at = len(lines)
+            time.sleep(args.down)
+            servers[0] = camera(args.clip, ports[0])
         time.sleep(max(0.0, args.seconds - (time.monotonic() - start)))
         sig = getattr(signal, f"SIG{args.signal}")
         sent = time.monotonic()
@@ -137,10 +167,12 @@ def one_run(args: argparse.Namespace, work: Path) -> dict:
     reader.join(timeout=5)
     drain = next((t - sent for t, ln in lines if DRAIN_LINE in ln), None)
     url0 = f"127.0.0.1:{ports[0]}"
-    after = [ln for _, ln in lines[killed_at:] if url0 in ln]
+    after = [ln for _, ln in lines[killed_at:] if url0 in ln]  # since the last kill
     outputs = {p.name: frames_in(p) for p in sorted(out.glob("*")) if ".partial" not in p.name}
     return {
         "cameras": args.cameras, "seconds": args.seconds, "signal": args.signal, "to": args.to,
+        "kills": len(kills), "kill_every": args.kill_every,
+        "cam0_reconnects": sum("reconnected" in ln for _, ln in lines if url0 in ln),
         "drain_line_s": None if drain is None else round(drain, 2), "exit_s": round(exited, 2),
         "exit_code": proc.returncode, "sigkilled": forced,
         "partial_left": sorted(p.name for p in out.glob("*") if ".partial" in p.name),
@@ -165,11 +197,13 @@ def main() -> None:
     p.add_argument("--runs", type=int, default=1)
     p.add_argument("--kill-at", type=float, help="kill camera 0's server then [seconds / 2]")
     p.add_argument("--down", type=float, default=5.0, help="and start it again this much later")
+    p.add_argument("--kill-every", type=float, help="then kill it again this often (seconds)")
     p.add_argument("--signal", choices=["INT", "TERM"], default="INT")
     p.add_argument("--to", choices=["process", "thread"], default="process")
     p.add_argument("--kill-after", type=float, default=90.0, help="SIGKILL after this long, as systemd")
     p.add_argument("--clip", type=Path, default=None, help="what the cameras loop [bikes.mp4]")
     p.add_argument("--json", type=Path, help="append one JSON line per run")
+    p.add_argument("--plot", type=Path, help="draw each run's memory over time into this PNG")
     p.add_argument("args", nargs="*", help="more `run` options, after --")
     args = p.parse_args()
     args.clip = args.clip or bikes()
@@ -183,14 +217,21 @@ def main() -> None:
         if args.json:
             with args.json.open("a") as f:
                 f.write(json.dumps(r) + "\n")
+    if args.plot:
+        plot(results, args.plot)
     print(f"\n{sum(verdict(r) == 'ok' for r in results)} of {len(results)} runs stopped as they should: "
           f"drain line under 1 s, exit within DRAIN_DEADLINE ({DRAIN_DEADLINE:.0f} s), every output "
           f"published and decodable with frames")
-    print("| run | drain line s | exit s | code | cam0 attempts | frames | peak MB | verdict |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| run | drain line s | exit s | code | kills / reconnects | cam0 attempts (last) | frames | "
+          "MB at 1 min / end / peak | verdict |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for i, r in enumerate(results, 1):
-        print(f"| {i} | {r['drain_line_s']} | {r['exit_s']} | {r['exit_code']} | {r['cam0_attempts']} | "
-              f"{', '.join(str(v) for v in r['frames'].values())} | {r.get('rss_mb', '-')} | {verdict(r)} |")
+        series = r.get("rss_series") or [(0, "-")]
+        first = next((mb for t, mb in series if t >= 60), series[0][1])
+        print(f"| {i} | {r['drain_line_s']} | {r['exit_s']} | {r['exit_code']} | {r['kills']} / "
+              f"{r['cam0_reconnects']} | {r['cam0_attempts']} | "
+              f"{', '.join(str(v) for v in r['frames'].values())} | {first} / {series[-1][1]} / "
+              f"{r.get('rss_mb', '-')} | {verdict(r)} |")
 
 
 if __name__ == "__main__":

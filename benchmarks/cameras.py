@@ -1,7 +1,8 @@
 """Cameras under load, one camera's server killed and restarted, a signal at the end (issue 24).
 
     python benchmarks/cameras.py --cameras 4 --seconds 300 --runs 10 --json benchmarks/results/cameras.jsonl
-    python benchmarks/cameras.py --cameras 4 --seconds 3600 --kill-every 300 --json benchmarks/results/soak_cameras.jsonl --plot benchmarks/results/soak_cameras.png
+    python benchmarks/cameras.py --cameras 4 --seconds 3600 --kill-every 300 \
+        --json benchmarks/results/soak_cameras.jsonl --plot benchmarks/results/soak_cameras.png
 
 Each run starts --cameras looping FFmpeg cameras on 127.0.0.1 (MPEG-TS over TCP, as
 ``ffmpeg -re -stream_loop -1 -i CLIP -an -c copy -f mpegts tcp://127.0.0.1:PORT?listen=1``),

@@ -19,8 +19,8 @@ from dataclasses import replace
 import numpy as np
 
 from stream_denoise.config import FilterConfig
-from stream_denoise.degrade import psnr
 from stream_denoise.denoiser import Denoiser
+from stream_denoise.metrics import psnr
 from stream_denoise.models.generator import Generator
 from stream_denoise.models.weights import load_generator
 from stream_denoise.train.data import Sample

@@ -15,8 +15,8 @@ from dataclasses import replace
 import cv2
 import numpy as np
 
-from stream_denoise.degrade import psnr
 from stream_denoise.denoiser import Denoiser
+from stream_denoise.metrics import psnr
 from stream_denoise.models.generator import Generator
 from stream_denoise.models.weights import load_generator
 from stream_denoise.train.evaluate import held_out_eval_set

@@ -19,8 +19,8 @@ import cv2
 import numpy as np
 import torch
 
-from stream_denoise.degrade import psnr
 from stream_denoise.denoiser import Denoiser
+from stream_denoise.metrics import psnr
 from stream_denoise.models.weights import load_generator
 from stream_denoise.train.evaluate import held_out_eval_set
 from stream_denoise.train.losses import block_mask

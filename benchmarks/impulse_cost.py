@@ -20,10 +20,11 @@ import numpy as np
 import torch
 
 from stream_denoise.config import FilterConfig
-from stream_denoise.degrade import SaltPepper, psnr
+from stream_denoise.degrade import SaltPepper
 from stream_denoise.denoiser import Denoiser
 from stream_denoise.filters import remove_impulses
 from stream_denoise.io.sources import open_source
+from stream_denoise.metrics import psnr
 from stream_denoise.train.data import load_footage
 
 

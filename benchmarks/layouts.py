@@ -18,7 +18,7 @@ from stream_denoise.config import FilterConfig
 from stream_denoise.degrade import DegradeConfig, degrade
 from stream_denoise.denoiser import Denoiser
 from stream_denoise.io.sources import open_source
-from stream_denoise.train.trainer import psnr_ssim
+from stream_denoise.metrics import psnr_ssim
 
 KINDS = ("raindrops", "snow", "dust", "gaussian", "salt_pepper")
 SEEDS = (777, 778, 779, 780)

@@ -12,8 +12,9 @@ import argparse
 import numpy as np
 
 from stream_denoise.config import GaussianStage
-from stream_denoise.degrade import DegradeConfig, psnr
+from stream_denoise.degrade import DegradeConfig
 from stream_denoise.denoiser import Denoiser
+from stream_denoise.metrics import psnr
 from stream_denoise.models.weights import load_generator
 from stream_denoise.train.evaluate import held_out_eval_set
 

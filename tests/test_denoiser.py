@@ -164,7 +164,7 @@ def test_bundled_lite_removes_synthetic_raindrops(bikes):
 
     from stream_denoise.degrade import Raindrops
     from stream_denoise.io.sources import open_source
-    from stream_denoise.train.trainer import psnr_ssim
+    from stream_denoise.metrics import psnr_ssim
 
     with open_source(bikes) as src:
         clean = np.stack([f.image for f in itertools.islice(src, 240, 248)])
@@ -205,7 +205,7 @@ def test_bundled_lite_default_chain_on_noise_and_dust(bikes, closed, kind):
     from stream_denoise.config import FilterConfig
     from stream_denoise.degrade import DegradeConfig, degrade
     from stream_denoise.io.sources import open_source
-    from stream_denoise.train.trainer import psnr_ssim
+    from stream_denoise.metrics import psnr_ssim
 
     with open_source(bikes) as src:
         clean = np.stack([f.image for f in itertools.islice(src, 240, 248)])
@@ -265,7 +265,7 @@ def test_ensemble_cleans_weather_better_with_the_bundled_lite(bikes, kind):
 
     from stream_denoise.degrade import DegradeConfig, degrade
     from stream_denoise.io.sources import open_source
-    from stream_denoise.train.trainer import psnr_ssim
+    from stream_denoise.metrics import psnr_ssim
 
     with open_source(bikes) as src:
         clean = np.stack([f.image for f in itertools.islice(src, 240, 248)])
@@ -293,7 +293,7 @@ def test_the_bundled_lites_veil_head_lifts_snows_veil_and_leaves_clean_frames_al
 
     from stream_denoise.degrade import DegradeConfig, degrade
     from stream_denoise.io.sources import open_source
-    from stream_denoise.train.trainer import psnr_ssim
+    from stream_denoise.metrics import psnr_ssim
 
     with open_source(bikes) as src:
         clean = np.stack([f.image for f in itertools.islice(src, 240, 248)])

@@ -77,7 +77,7 @@ def test_jobs_runs_that_many_inputs_at_once(n, tmp_path, monkeypatch, capsys):
     together, lock = threading.Barrier(n, timeout=20), threading.Lock()
     active, most, seen = [0], [0], []
 
-    def run(input, output, config, **kwargs):  # noqa: A002 (pipeline.run's own name)
+    def run(input, output, config, **kwargs):
         with lock:
             active[0] += 1
             most[0] = max(most[0], active[0])

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from stream_denoise.config import load_config
+from stream_denoise.config import EncodeConfig, load_config
 from stream_denoise.errors import OutputError
 from stream_denoise.frame import Frame
 from stream_denoise.io.sinks import open_sink
@@ -56,7 +56,7 @@ def test_temporal_stage_runs_on_the_stream_in_order(bikes, tmp_path, passthrough
     with open_source(bikes) as src:
         still = next(f for f in src if f.index == 245)
     clip = tmp_path / "still.mkv"
-    with open_sink(clip, src.info, load_config(overrides={"encode.codec": "ffv1", "encode.pix_fmt": "bgr0"}).encode) as sink:
+    with open_sink(clip, src.info, EncodeConfig(codec="ffv1", pix_fmt="bgr0")) as sink:
         for i in range(12):
             sink.write(Frame(i, Snow(density=(1000, 1000)).apply(still.image, 1, i), i, still.time_base))
     with open_source(clip) as src:

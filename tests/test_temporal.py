@@ -13,6 +13,7 @@ from stream_denoise.config import ConfigError, TemporalConfig, load_config
 from stream_denoise.degrade import Snow
 from stream_denoise.frame import Batch, BatchResult, Frame
 from stream_denoise.io.sources import open_source
+from stream_denoise.metrics import flicker, psnr
 from stream_denoise.temporal import TemporalFilter, temporal_median
 
 TB = Fraction(1, 25)
@@ -26,21 +27,11 @@ def footage(bikes) -> np.ndarray:
         return np.stack([f.image for f in itertools.islice(src, 250 - N, 250)])
 
 
-def through(clip: np.ndarray, config: TemporalConfig | None = None, start: int = 0) -> tuple[np.ndarray, TemporalFilter]:
+def through(clip: np.ndarray, config: TemporalConfig | None = None) -> tuple[np.ndarray, TemporalFilter]:
     """The stage over ``clip`` as the chain's results (an identity chain), timed at 25 fps."""
     stage = TemporalFilter(config or TemporalConfig())
-    out = np.stack([stage(im, Frame(start + i, im, start + i, TB)) for i, im in enumerate(clip)])
+    out = np.stack([stage(im, Frame(i, im, i, TB)) for i, im in enumerate(clip)])
     return out, stage
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = np.mean((a.astype(np.float64) - b) ** 2)
-    return float(10 * np.log10(255.0**2 / max(mse, 1e-10)))
-
-
-def flicker(clip: np.ndarray) -> float:
-    grey = np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in clip]).astype(np.float64)
-    return float(np.abs(np.diff(grey, axis=0)).mean())
 
 
 def crossing(still: np.ndarray, patch: np.ndarray, speed: int) -> np.ndarray:

@@ -11,12 +11,15 @@ import pytest
 import torch
 
 from stream_denoise.cli import main
-from stream_denoise.degrade import Raindrops, WetGlass, psnr
+from stream_denoise.degrade import Raindrops, WetGlass
 from stream_denoise.errors import UsageError
+from stream_denoise.io.sources import read_rgb
+from stream_denoise.metrics import psnr
 from stream_denoise.models.generator import Generator, GeneratorConfig
 from stream_denoise.models.weights import save_generator
 from stream_denoise.train.config import load_train_config
 from stream_denoise.train.data import PairedFolder
+from stream_denoise.train.evaluate import HELD_OUT_FAMILIES, synthetic_eval_set
 from stream_denoise.train.losses import (
     affine_loss,
     attention_loss,
@@ -26,8 +29,6 @@ from stream_denoise.train.losses import (
     multiscale_loss,
     veil_loss,
 )
-from stream_denoise.io.sources import read_rgb
-from stream_denoise.train.evaluate import HELD_OUT_FAMILIES, synthetic_eval_set
 from stream_denoise.train.surgery import head_parameters
 from stream_denoise.train.trainer import Trainer
 from tests.conftest import package_data

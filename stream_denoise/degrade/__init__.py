@@ -22,7 +22,7 @@ from .mix import KINDS, Mixture, degrade, physical_order
 from .noise import GaussianNoise, SaltPepper, Stripes
 from .pairs import sample_seed, write_pairs
 from .raindrops import Raindrops
-from .sheet import contact_sheet, psnr
+from .sheet import contact_sheet
 from .snow import Snow
 from .wet_glass import WetGlass
 
@@ -47,7 +47,6 @@ __all__ = [
     "degrade",
     "difference_mask",
     "physical_order",
-    "psnr",
     "sample_seed",
     "write_pairs",
 ]

@@ -16,7 +16,19 @@ import cv2
 import numpy as np
 from pydantic import Field
 
-from .base import Degradation, Stage, blur, box_pixels, integers, log_uniform, over, sample_bilinear, span, to_uint8, uniform
+from .base import (
+    Degradation,
+    Stage,
+    blur,
+    box_pixels,
+    integers,
+    log_uniform,
+    over,
+    sample_bilinear,
+    span,
+    to_uint8,
+    uniform,
+)
 
 Fraction01 = Annotated[float, Field(ge=0.0, le=1.0)]
 

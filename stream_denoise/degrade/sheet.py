@@ -8,6 +8,7 @@ from typing import Protocol
 import cv2
 import numpy as np
 
+from ..metrics import psnr
 from .base import check_image
 from .compression import H264
 from .mask import difference_mask
@@ -20,12 +21,6 @@ class Applies(Protocol):
     """A kind or a :class:`Mixture`: anything with the ``apply`` call shape."""
 
     def apply(self, clean: np.ndarray, seed: int, t: int = 0) -> np.ndarray: ...
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    """Peak signal-to-noise ratio in dB on the 0-255 scale (inf for equal images)."""
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return float("inf") if mse == 0 else 10.0 * np.log10(255.0**2 / mse)
 
 
 def contact_sheet(

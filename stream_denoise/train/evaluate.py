@@ -16,9 +16,9 @@ from ..config import GaussianStage
 from ..degrade import Degradation, DegradeConfig, Dust, Raindrops, Snow, degrade
 from ..denoiser import Denoiser
 from ..filters import gaussian_blur
+from ..metrics import frames_psnr_ssim
 from ..models.generator import Generator
 from .data import Sample, at_least, crop_box, load_footage, split_footage
-from .trainer import psnr_ssim
 
 COLUMNS = ("input", "gaussian", "generator", "chain")
 
@@ -86,11 +86,6 @@ def held_out_eval_set(
                               seed=seed)
 
 
-def _metrics(images: np.ndarray, clean: np.ndarray) -> tuple[float, float]:
-    to = lambda a: torch.from_numpy(a).permute(0, 3, 1, 2).float() / 255  # noqa: E731
-    return psnr_ssim(to(images), to(clean))
-
-
 def evaluate(
     generator: Generator, sets: dict[str, list[Sample]], *, gauss_sigma: float = 1.0,
     pre: GaussianStage | None = None, post: GaussianStage | None = None, impulse: bool = True,
@@ -128,7 +123,7 @@ def _score(samples: Sequence[Sample], plain: Denoiser, chain: Denoiser,
     outputs = {"input": noisy, "gaussian": blurred}
     outputs["generator"] = np.concatenate([plain(noisy[i:i + 8]) for i in range(0, len(noisy), 8)])
     outputs["chain"] = np.concatenate([chain(noisy[i:i + 8]) for i in range(0, len(noisy), 8)])
-    return {k: _metrics(v, clean) for k, v in outputs.items()}
+    return {k: frames_psnr_ssim(v, clean) for k, v in outputs.items()}
 
 
 def _g(sigma: float | str) -> str:

@@ -17,16 +17,18 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import kornia
 import numpy as np
 import torch
 
 from ..denoiser import pick_device
-from ..errors import ModelError, UsageError
+from ..errors import UsageError
+from ..metrics import psnr_ssim
 from ..models.discriminator import Discriminator
 from ..models.generator import Generator
 from .batches import BatchMaker
+from .checkpoints import load_checkpoint, save_checkpoint
 from .config import TrainConfig
+from .curves import plot_log
 from .data import (
     PairedFolder,
     Sample,
@@ -53,14 +55,6 @@ log = logging.getLogger(__name__)
 
 PROBE_STEPS = 50  # a time budget sets the step count from the speed over this many steps
 REFIT_AT = (0.25, 0.5, 0.75)  # and again at these fractions of it, from the speed since the last fit
-
-
-def psnr_ssim(output: torch.Tensor, target: torch.Tensor) -> tuple[float, float]:
-    """Mean per-image PSNR (dB) and SSIM of (B, 3, H, W) images in [0, 1] (kornia's metrics)."""
-    output = output.clamp(0, 1)
-    psnr = [kornia.metrics.psnr(o[None], t[None], 1.0).item() for o, t in zip(output, target)]
-    ssim = kornia.metrics.ssim(output, target, 11).mean().item()
-    return float(np.mean(psnr)), ssim
 
 
 class Trainer:
@@ -264,17 +258,10 @@ class Trainer:
         }
 
     def save(self, name: str, summary: dict[str, Any] | None = None) -> Path:
-        path = self.out / name
-        tmp = path.with_suffix(".tmp")
-        torch.save({**self.state(), "summary": summary or {}}, tmp)
-        tmp.replace(path)  # never leave a half-written checkpoint under the real name
-        return path
+        return save_checkpoint(self.out / name, {**self.state(), "summary": summary or {}})
 
     def resume(self, path: str | Path) -> None:
-        try:
-            blob = torch.load(path, map_location=self.device, weights_only=True)
-        except Exception as e:  # any unreadable checkpoint is a user error
-            raise ModelError(f"cannot resume from {path}: {str(e).splitlines()[0][:200]}") from None
+        blob = load_checkpoint(path, self.device)
         if blob.get("arch") != self.config.arch.to_dict():
             raise UsageError(f"{path} was trained with a different model architecture than the config's")
         self.generator.load_state_dict(blob["generator"])
@@ -416,32 +403,3 @@ class Trainer:
         self.total_steps = self._from_rank0(max(self.step, min(self.config.steps, fits)))
         log.info("time budget: %.1f steps/s, so %d steps in all", rate, self.total_steps)
         return round(rate, 2)
-
-
-def plot_log(log_path: Path, png: Path) -> Path | None:
-    """Loss and validation curves, like the paper's Figure 5 (needs matplotlib)."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        log.warning("matplotlib is not installed: no curves.png (pip install matplotlib)")
-        return None
-    rows = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
-    if not rows:
-        return None
-    panels = [("g_loss", "d_loss", "att_loss", "ms_loss"), ("val_psnr", "val_input_psnr"), ("val_ssim",)]
-    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.5))
-    for ax, keys in zip(axes, panels):
-        for key in keys:
-            pts = [(r["step"], r[key]) for r in rows if key in r]
-            if pts:
-                ax.plot(*zip(*pts), label=key)
-        ax.set_xlabel("step")
-        ax.legend()
-        ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(png, dpi=90)
-    plt.close(fig)
-    return png

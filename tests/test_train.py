@@ -565,11 +565,12 @@ def test_a_time_budget_follows_a_speed_that_changes(photos, tmp_path, monkeypatc
     2 steps/s for the first minute, then 21): the step count is fitted again from the speed
     since the last fit, so the run is not cut to the warm-up's pace. Here 4 steps/s for the
     first 2 s, then 32, in a 6 s budget."""
+    from stream_denoise.train import budget as budget_module
     from stream_denoise.train import trainer as trainer_module
 
     clock = FakeClock()
     monkeypatch.setattr(trainer_module, "time", clock)
-    monkeypatch.setattr(trainer_module, "PROBE_STEPS", 5)
+    monkeypatch.setattr(budget_module, "PROBE_STEPS", 5)
     trainer = Trainer(tiny_config(photos, steps=100_000, log_every=5), tmp_path)
 
     def step(samples):
@@ -592,11 +593,12 @@ def test_a_time_budget_ends_the_learning_rate_schedule_on_time(photos, tmp_path,
     """Real training steps that take 1/8 s each on the trainer's clock: the step count is
     fitted to the 6 s budget, the run ends at its fitted end inside the budget, and the
     cosine schedule with it."""
+    from stream_denoise.train import budget as budget_module
     from stream_denoise.train import trainer as trainer_module
 
     clock = FakeClock()
     monkeypatch.setattr(trainer_module, "time", clock)
-    monkeypatch.setattr(trainer_module, "PROBE_STEPS", 5)
+    monkeypatch.setattr(budget_module, "PROBE_STEPS", 5)
     cfg = tiny_config(photos, steps=100_000, log_every=5, **{"loss.adversarial": 0.0})
     trainer = Trainer(cfg, tmp_path)
     train_step = trainer.train_step

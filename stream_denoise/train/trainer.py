@@ -26,6 +26,7 @@ from ..metrics import psnr_ssim
 from ..models.discriminator import Discriminator
 from ..models.generator import Generator
 from .batches import BatchMaker
+from .budget import TimeBudget
 from .checkpoints import load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .curves import plot_log
@@ -52,10 +53,6 @@ from .perceptual import PerceptualLoss
 from .surgery import embed, head_parameters
 
 log = logging.getLogger(__name__)
-
-PROBE_STEPS = 50  # a time budget sets the step count from the speed over this many steps
-REFIT_AT = (0.25, 0.5, 0.75)  # and again at these fractions of it, from the speed since the last fit
-
 
 class Trainer:
     """Trains a generator/discriminator pair into ``out_dir`` (last.pt, best.pt, log.jsonl).
@@ -321,20 +318,17 @@ class Trainer:
     def fit(self, *, max_minutes: float | None = None, budget_minutes: float | None = None,
             progress: bool = False) -> dict[str, Any]:
         """Train until ``config.steps``, or stop after ``max_minutes`` of wall time (a chunk
-        of a longer run), or fit the whole run into ``budget_minutes``: after PROBE_STEPS
-        steps the step count is set from the measured speed, and set again at REFIT_AT of
-        the budget from the speed since the last fit, so the learning-rate schedule ends on
-        time (a lent GPU for a fixed time) even when data workers take a minute to start."""
+        of a longer run), or fit the whole run into ``budget_minutes`` (:mod:`.budget`), so
+        that the learning-rate schedule ends on time."""
         from tqdm import tqdm
 
         c = self.config
         lead = self.rank == 0
         log_path = self.out / "log.jsonl"
         started = last_ckpt = time.monotonic()
-        window: tuple[int, float] | None = None  # (step, time) the speed is measured from
-        first_fit = -1
-        refits = list(REFIT_AT)
+        budget = None
         if budget_minutes is not None:
+            budget = TimeBudget(budget_minutes * 60, started)
             max_minutes = budget_minutes if max_minutes is None else min(max_minutes, budget_minutes)
         bar = tqdm(total=self.total_steps, initial=self.step, disable=not (progress and lead), unit="step")
         with BatchMaker(self.train_set, self.seeds, c.data.workers) as batches, \
@@ -345,18 +339,11 @@ class Trainer:
                 stats = self.train_step(samples)
                 record: dict[str, Any] = {}
                 # rank 0's clock decides, so every rank joins the same broadcast.
-                elapsed = time.monotonic() - started
-                # Fit at the probe's end, at each of REFIT_AT, and whenever the fitted end comes
-                # with a tenth of the budget still left (the first fits saw only the warm-up).
-                if budget_minutes is not None and window and self._all_agree(
-                        self.step == first_fit
-                        or (self.step >= window[0] + PROBE_STEPS and (
-                            bool(refits and elapsed > budget_minutes * 60 * refits[0])
-                            or (self.step >= self.total_steps and elapsed < 0.9 * budget_minutes * 60)))):
-                    while refits and elapsed > budget_minutes * 60 * refits[0]:
-                        refits.pop(0)
-                    rate = self._fit_to_budget(budget_minutes * 60, started, *window)
-                    window = (self.step, time.monotonic())
+                if budget is not None and self._all_agree(
+                        budget.due(self.step, self.total_steps, time.monotonic())):
+                    total, rate = budget.fit(self.step, time.monotonic(), self.config.steps)
+                    self.total_steps = self._from_rank0(total)
+                    log.info("time budget: %.1f steps/s, so %d steps in all", rate, self.total_steps)
                     bar.total = self.total_steps
                     record = {"step": self.step, "budget_steps_per_s": rate, "budget_total_steps": self.total_steps}
                 last = self.step == self.total_steps
@@ -370,8 +357,8 @@ class Trainer:
                     logf.flush()
                 bar.update(1)
                 now = time.monotonic()
-                if window is None:  # timed from the end of the first step (warm-up)
-                    window, first_fit = (self.step, now), self.step + PROBE_STEPS
+                if budget is not None:  # timed from the end of the first step (warm-up)
+                    budget.start(self.step, now)
                 if lead and now - last_ckpt > c.checkpoint_minutes * 60:
                     self.save("last.pt")
                     last_ckpt = now
@@ -393,13 +380,3 @@ class Trainer:
             self.best_psnr = val["psnr"]
             self.save("best.pt", {"step": self.step, **val})
         return {f"val_{k}": v for k, v in val.items()}
-
-    def _fit_to_budget(self, budget_s: float, started: float, from_step: int, from_time: float) -> float:
-        """Set ``total_steps`` from the speed since (from_step, from_time); returns steps/s."""
-        now = time.monotonic()
-        rate = (self.step - from_step) / max(now - from_time, 1e-9)
-        # 5 % kept for validation, checkpoints and the final save
-        fits = self.step + int(rate * (budget_s - (now - started)) * 0.95)
-        self.total_steps = self._from_rank0(max(self.step, min(self.config.steps, fits)))
-        log.info("time budget: %.1f steps/s, so %d steps in all", rate, self.total_steps)
-        return round(rate, 2)

@@ -143,9 +143,8 @@ def test_a_drain_ends_the_batches_while_the_decoder_still_waits():
     filler.start()
     time.sleep(0.2)
     draining.set()
-    started = time.monotonic()
     got = [f.index for b in feed.batches(8, 0.05) for f in b.frames]
-    assert got == [0, 1, 2] and time.monotonic() - started < 1.0
-    assert filler.is_alive()  # still in its read; nobody waited for it
+    assert got == [0, 1, 2]
+    assert filler.is_alive()  # still in its read (10 s): the batches ended without waiting for it
     quiet.set()
     filler.join(timeout=5)

@@ -284,11 +284,9 @@ def test_a_stop_that_hangs_quits_by_itself():
             "with _stop_on_signals(force_after=1.0) as s:\n"
             "    threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGTERM)).start()\n"
             "    s.call(lambda: time.sleep(60))\n")
-    started = time.monotonic()
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
-    assert done.returncode == 143, done.stderr
+    assert done.returncode == 143, done.stderr  # not the sleep's end (60 s > the timeout)
     assert DRAIN_LINE in done.stderr and "still stopping after 1 s; quitting" in done.stderr
-    assert time.monotonic() - started < 20
 
 
 def test_sigterm_drains_a_run_on_ray(bikes, tmp_path):

@@ -298,3 +298,64 @@ def test_a_codec_the_container_cannot_hold_is_a_one_line_error(short_clip, tmp_p
         run(short_clip, tmp_path / "out.webm", cfg, model=passthrough, progress=False)
     assert "\n" not in str(err.value)
     assert not (tmp_path / "out.webm").exists()
+
+
+@pytest.mark.parametrize("queue_size", [1, 3])
+def test_queue_size_bounds_how_far_decoding_runs_ahead(short_clip, tmp_path, monkeypatch, queue_size):
+    """--queue-size: with a model slower than decoding, the reader stays ahead of the model
+    by at most the batch the model holds, the queued batches, the full batch waiting to be
+    queued and the one frame that closed it (memory stays flat whatever the input's length);
+    and it does fill the queue (measured: 7 frames at 1, 11 at 3)."""
+    import time
+
+    from stream_denoise import pipeline
+
+    read = [0]
+    leads: list[int] = []
+    opened = pipeline.open_input
+
+    def counting(*args, **kwargs):
+        source = opened(*args, **kwargs)
+        frames = iter(source)
+
+        class Counted:
+            info, close = source.info, source.close
+            corrupt_frames = 0
+
+            def __iter__(self):
+                for frame in frames:
+                    read[0] += 1
+                    yield frame
+
+        return Counted()
+
+    class Slow(PassThrough):
+        done = 0
+
+        def process(self, frames, *, attention=False):
+            time.sleep(0.05)
+            leads.append(read[0] - Slow.done)
+            Slow.done += len(frames)
+            return super().process(frames, attention=attention)
+
+    monkeypatch.setattr(pipeline, "open_input", counting)
+    config = load_config(overrides={"pipeline.batch_size": 2, "pipeline.queue_size": queue_size,
+                                    "temporal.mode": "off"})
+    assert run(short_clip, tmp_path / "o.mkv", config, model=Slow(), progress=False).frames == 23
+    assert max(leads) <= 2 * (queue_size + 2) + 1, leads
+    assert max(leads) >= 2 * (queue_size + 1), leads
+
+
+def test_decode_threads_reach_the_decoder(short_clip, tmp_path, monkeypatch, passthrough):
+    """--decode-threads N: the run opens its input with N threads, and the source gives
+    FFmpeg's decoder that many."""
+    from stream_denoise import pipeline
+
+    asked = []
+    opened = pipeline.open_input
+    monkeypatch.setattr(pipeline, "open_input", lambda *a, **k: asked.append(k["threads"]) or opened(*a, **k))
+    run(short_clip, tmp_path / "o.mkv", load_config(overrides={"pipeline.decode_threads": 3}),
+        model=passthrough, progress=False)
+    assert asked == [3]
+    with open_source(short_clip, threads=1) as src:
+        assert src._stream.codec_context.thread_count == 1

@@ -59,6 +59,7 @@ def test_a_second_sigint_quits_at_once(bikes, tmp_path):
     proc.communicate(timeout=30)
     assert proc.returncode == 130
     assert not out.exists()  # never published: a half-written file keeps its .partial name
+    assert out.with_name("out.partial.mp4").exists()  # what was written is there to salvage
 
 
 # --- Live cameras (issue 24): a stop that always stops ------------------------------------

@@ -90,7 +90,8 @@ def test_unknown_option_is_a_usage_error(capsys):
 def test_missing_bundled_model_says_so(tmp_path, monkeypatch, bikes, capsys):
     monkeypatch.setattr(weights, "BUNDLED_DIR", tmp_path)
     assert main(["run", str(bikes), "-o", str(tmp_path / "o.mp4"), "--model", "paper"]) == 1
-    assert "no bundled 'paper' model is installed" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "no bundled 'paper' model is installed" in err and "set --model to its checkpoint" in err
 
 
 def test_debug_shows_the_traceback(capsys):

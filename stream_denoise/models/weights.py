@@ -39,7 +39,7 @@ def resolve(name_or_path: str | Path) -> Path:
         if not path.is_file():
             raise ModelError(
                 f"no bundled '{name_or_path}' model is installed yet; train one "
-                "(stream-denoise train) and pass its checkpoint with --model PATH"
+                "(stream-denoise train) and set model.weights to its checkpoint"
             )
         return path
     path = Path(name_or_path)

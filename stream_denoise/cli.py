@@ -422,6 +422,9 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pairs", action="append", metavar="DIR",
                    help="also score a folder of real pairs (noisy/ and clean/), in a table of its "
                         "own; may be given more than once")
+    p.add_argument("--video", action="store_true",
+                   help="also score the temporal stage (default settings) on still and moving clips "
+                        "in held-out weather, in a table of its own")
     p.add_argument("--seed", type=int, default=0, help="seed of the evaluation set [0]")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N [auto]")
     p.add_argument("--precision", default="auto", choices=_choices(ModelConfig, "precision"),
@@ -471,6 +474,16 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         print(("\n" if i else "") + f"{title}:\n")
         print(format_table(rows, args.gauss_sigma, args.pre_sigma, args.post_sigma, impulse=args.impulse,
                            ensemble=args.ensemble))
+    if args.video:
+        from .config import TemporalConfig
+        from .denoiser import Denoiser
+        from .train.video_eval import video_cases, video_table
+
+        chain = Denoiser(generator, pre=pre, post=post, impulse=args.impulse, ensemble=args.ensemble,
+                         device=args.device, precision=args.precision)
+        table, _ = video_table(chain, TemporalConfig(mode="on"), video_cases(seed=2026 + args.seed))
+        print("\nvideo: the temporal stage (PSNR dB; still clips: PSNR / flicker in grey levels):\n")
+        print(table)
     return 0
 
 

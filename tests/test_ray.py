@@ -30,8 +30,9 @@ def local_ray():
     from ray import cloudpickle  # Ray pickles with its vendored copy, not the standalone package
 
     cloudpickle.register_pickle_by_value(conftest)  # the stand-in models travel by value
-    # 4 logical CPUs: Ray Train needs 2 workers plus its own controller.
-    ray.init(num_cpus=4, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    # 4 logical CPUs: Ray Train needs 2 workers plus its own controller. One GPU declared
+    # (there is none): GPU actors get scheduled, and their models run on the CPU.
+    ray.init(num_cpus=4, num_gpus=1, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
     yield
     ray.shutdown()
 
@@ -93,6 +94,60 @@ def test_killed_actor_loses_and_repeats_nothing():
                 ray.kill(pool.actors[0])
         assert pool.restarts == 1
     assert out == [255 - i for i in range(60)]
+
+
+class Overlaps:
+    """Writes into each output how many calls were running in its actor when it started."""
+
+    running = 0
+    lock = threading.Lock()
+
+    def process(self, frames, *, attention=False):
+        import time
+
+        from stream_denoise.denoiser import DenoiseResult
+
+        with Overlaps.lock:
+            Overlaps.running += 1
+            seen = Overlaps.running
+        time.sleep(0.3)
+        with Overlaps.lock:
+            Overlaps.running -= 1
+        return DenoiseResult(np.full_like(frames, seen))
+
+
+@pytest.mark.parametrize(("gpus", "overlap"), [(0.5, 2), (0.0, 1)])
+def test_gpu_actors_serve_their_batches_in_flight_at_once(gpus, overlap):
+    """A GPU actor (--gpus-per-worker, fractions sharing one GPU) runs its in-flight batches
+    on as many threads, so one batch's copies overlap another's compute; a CPU actor runs
+    one at a time. Order holds either way."""
+    config = ExecutorConfig(workers=1, in_flight=2, gpus_per_worker=gpus, cpus_per_worker=1)
+    with RayExecutor(Overlaps, config) as pool:
+        results = list(pool.map(_numbered(16)))
+    assert [f.index for r in results for f in r.batch.frames] == list(range(16))
+    assert max(int(r.images.max()) for r in results) == overlap
+
+
+def test_a_local_ray_is_started_and_stopped_when_no_address_is_given():
+    """Without --ray-address the pool starts its own Ray and stops it when it closes (here in
+    a fresh process: this module's Ray is already running)."""
+    code = ("import ray\n"
+            "from ray import cloudpickle\n"
+            "from stream_denoise.config import ExecutorConfig\n"
+            "from stream_denoise.executors.ray_pool import RayExecutor\n"
+            "from tests import conftest\n"
+            "from tests.conftest import PassThrough\n"
+            "cloudpickle.register_pickle_by_value(conftest)\n"
+            "assert not ray.is_initialized()\n"
+            "with RayExecutor(PassThrough, ExecutorConfig(workers=1)) as pool:\n"
+            "    assert ray.is_initialized() and len(pool.actors) == 1\n"
+            "assert not ray.is_initialized()\n"
+            "print('ok')\n")
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr[-2000:]
 
 
 def test_batch_that_keeps_failing_names_its_frames():

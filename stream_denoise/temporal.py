@@ -68,7 +68,7 @@ class TemporalFilter:
     """Per-stream temporal median with motion guards; call it on each frame in order.
 
     >>> stage = TemporalFilter(TemporalConfig(mode="on"))
-    >>> out = [stage(image, t) for image, t in zip(images, times)]   # doctest: +SKIP
+    >>> fused = [stage(result, frame) for result, frame in zip(chain_results, source_frames)]  # doctest: +SKIP
     """
 
     def __init__(self, config: TemporalConfig) -> None:

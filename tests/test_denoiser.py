@@ -305,3 +305,18 @@ def test_the_bundled_lites_veil_head_lifts_snows_veil_and_leaves_clean_frames_al
     gain = psnr_ssim(to(with_veil(noisy)), to(clean))[0] - psnr_ssim(to(without(noisy)), to(clean))[0]
     assert gain > 0.5, (gain, snow.veil_share(777))  # a 2.7 % veil
     assert np.array_equal(with_veil(clean), without(clean))
+
+
+@pytest.mark.slow  # Inductor compiles four graphs: about a minute on 2 cores
+def test_compiled_generator_matches_eager(generator):
+    """--compile (torch.compile, Inductor on the CPU): the same frames as eager within one
+    grey level, at two sizes (the second recompiles), in float32 and bf16."""
+    frames = np.random.default_rng(5).integers(0, 256, (2, 40, 56, 3), dtype=np.uint8)
+    other = np.random.default_rng(6).integers(0, 256, (1, 36, 44, 3), dtype=np.uint8)
+    for precision in ("fp32", "bf16"):
+        eager = Denoiser(generator, device="cpu", precision=precision)
+        compiled = Denoiser(generator, device="cpu", precision=precision, compile="default")
+        assert compiled._net is not compiled.generator  # it really is the compiled module
+        for batch in (frames, other):
+            diff = np.abs(compiled(batch).astype(int) - eager(batch))
+            assert diff.max() <= 1, (precision, diff.max())

@@ -533,3 +533,14 @@ def test_nvenc_falls_back_to_libx264(
     got = decode(out)
     assert got.pts == [f.pts for f in bikes_frames[:30]]
     assert np.mean([psnr(a, f.image) for a, f in zip(got.images, bikes_frames)]) > 35
+
+
+def test_reason_is_the_errors_own_words_on_one_line_without_credentials() -> None:
+    """What a user reads after "cannot open ...": the OS's strerror when there is one, else
+    the error's text with its whitespace folded to one line, else its type; never a password."""
+    from stream_denoise.io.urls import reason
+
+    assert reason(FileNotFoundError(2, "No such file or directory", "/x")) == "No such file or directory"
+    assert reason(RuntimeError("connection to rtsp://admin:pw@10.0.0.5/live\n  refused")) == (
+        "connection to rtsp://***@10.0.0.5/live refused")
+    assert reason(TimeoutError()) == "TimeoutError"

@@ -125,3 +125,29 @@ def test_remove_impulses_on_tiny_and_uniform_frames():
     assert remove_impulses(one) is one
     white = torch.ones(1, 3, 9, 9)  # clipped everywhere: every median is white too
     assert torch.equal(remove_impulses(white), white)
+
+
+def test_noise_adaptive_sigma_ramps_from_low_to_high(monkeypatch):
+    """auto's sigma: 0 up to the low noise estimate, rising linearly to max_sigma at the high
+    one, max_sigma beyond; each frame blurred with its own sigma, as gaussian_blur would."""
+    from stream_denoise import filters
+
+    monkeypatch.setattr(filters, "estimate_noise", lambda x: torch.tensor([15.0, 17.0, 18.0, 21.0]))
+    blur = NoiseAdaptiveBlur(0.8, 16.0, 20.0)
+    images = torch.rand(4, 3, 24, 32)
+    assert torch.allclose(blur.sigmas(images), torch.tensor([0.0, 0.2, 0.4, 0.8]))
+    out = blur(images)
+    assert torch.equal(out[0], images[0])  # sigma 0: untouched
+    for i, sigma in ((2, 0.4), (3, 0.8)):
+        want = gaussian_blur(images[i:i + 1], sigma, blur.ksize)
+        assert torch.allclose(out[i:i + 1], want, atol=1e-5), i
+    with pytest.raises(ValueError, match="0 <= low < high, got 4, 4"):
+        NoiseAdaptiveBlur(0.8, 4, 4)
+    NoiseAdaptiveBlur(0.8, 0, 4)  # a low of 0 is allowed
+
+
+def test_the_module_form_keeps_its_kernel_size():
+    """GaussianBlur(sigma, ksize) is gaussian_blur with that kernel, not the derived one."""
+    images = torch.rand(1, 3, 20, 20)
+    assert torch.equal(GaussianBlur(2.0, 5)(images), gaussian_blur(images, 2.0, 5))
+    assert not torch.equal(GaussianBlur(2.0, 5)(images), gaussian_blur(images, 2.0))

@@ -78,3 +78,14 @@ def test_tiled_model_matches_the_whole_frame_without_seams(frame: np.ndarray) ->
 def test_bad_tile_settings_are_config_errors(tile: int, overlap: int) -> None:
     with pytest.raises(UsageError, match="tile"):
         load_config(overrides={"model.tile": tile, "model.tile_overlap": overlap})
+
+
+def test_overlap_must_be_under_half_a_tile():
+    """An overlap of half a tile or more would leave a tile nothing of its own: refused,
+    naming both; just under half runs, and an identity comes back exactly."""
+    x = torch.rand(1, 3, 40, 56)
+    identity = lambda t: (t.clone(), t[:, :1].clone())  # noqa: E731
+    with pytest.raises(ValueError, match=r"tile overlap 8 must be less than half the tile \(16\)"):
+        run_tiled(identity, x, 16, 8)
+    image, attention = run_tiled(identity, x, 16, 7)
+    assert torch.allclose(image, x, atol=1e-6) and torch.allclose(attention, x[:, :1], atol=1e-6)

@@ -232,11 +232,15 @@ def test_the_veil_head_unveils_only_what_the_gate_passes_through_and_starts_as_a
 
 
 def test_embed_refuses_a_net_that_does_not_fit():
-    """Only the autoencoder may grow; any other shape change is named, not half-copied."""
+    """Only the autoencoder and the attentive-recurrent net may grow; any other shape change
+    is named, not half-copied."""
     small = GeneratorConfig(arn_width=8, steps=2, res_blocks=1, ae_width=8, dilations=(2,), unshuffle=2,
                             gate_output=True)
     with pytest.raises(ValueError, match="arn.head.weight"):
-        embed(Generator(replace(small, arn_width=12)), Generator(small))
+        embed(Generator(replace(small, arn_width=4)), Generator(small))
+    with pytest.raises(ValueError, match="veil.*does not fit"):
+        embed(Generator(replace(small, veil_head=True, veil_width=4)),
+              Generator(replace(small, veil_head=True, veil_width=8)))
     with pytest.raises(ValueError, match="does not fit"):
         embed(Generator(small), Generator(replace(small, ae_width=12)))
     with pytest.raises(ValueError, match="not a layer"):

@@ -33,9 +33,9 @@ from stream_denoise.train.surgery import head_parameters
 from stream_denoise.train.trainer import Trainer
 from tests.conftest import package_data
 
-# The training configs of the bundled lite model (v10) and of the one training goes on from (v11).
+# The training configs of the bundled lite model (v12) and of the one trained on from it (v13).
 TRAIN_CONFIGS = [Path(__file__).resolve().parents[1] / "configs" / "train" / name
-                 for name in ("lite-v10-veil.yaml", "lite-v11.yaml")]
+                 for name in ("lite-v12.yaml", "lite-v13.yaml")]
 TINY = {"arn_width": 8, "steps": 2, "res_blocks": 1, "ae_width": 8, "dilations": [2],
         "unshuffle": 2, "gate_output": True}
 
@@ -211,7 +211,7 @@ def test_init_grows_a_trained_model_without_changing_its_output(photos, tmp_path
     before = layer.weight.detach().clone()
     trainer.train_step(trainer.batch(0))
     assert not torch.equal(before, layer.weight)
-    other = tiny_config(photos, model={**TINY, "arn_width": 16})
+    other = tiny_config(photos, model={**TINY, "res_blocks": 2})
     with pytest.raises(UsageError, match="different architecture"):
         Trainer(other, tmp_path / "v3").init_from(tmp_path / "v1.safetensors")
     save_generator(tmp_path / "v2.safetensors", trainer.generator, half=False)
@@ -249,6 +249,38 @@ def test_init_widens_the_autoencoder_without_changing_its_output(photos, tmp_pat
     assert into_old.abs().sum() > 0
     narrower = tiny_config(photos, model={**TINY, **heads, "ae_width": 4})
     with pytest.raises(UsageError, match="different architecture"):
+        Trainer(narrower, tmp_path / "narrower").init_from(tmp_path / "narrow.safetensors")
+
+
+def test_init_widens_the_attentive_recurrent_net_without_changing_its_output(photos, tmp_path):
+    """How lite v13 grew from v12: the detector gains channels, its maps and the repaired
+    image stay exactly the old net's, and the new channels' weights into the old ones
+    (the LSTM's gates read features and hidden state, both grown) move on the first step.
+    Equal up to float rounding: a wider conv sums in another order."""
+    torch.manual_seed(0)
+    heads = {"fine_gate": True, "veil_head": True}
+    old = Generator(GeneratorConfig(**TINY, **heads))
+    with torch.no_grad():
+        old.arn.to_map.bias.fill_(0.5)
+    save_generator(tmp_path / "narrow.safetensors", old, half=False)
+    trainer = Trainer(tiny_config(photos, model={**TINY, **heads, "arn_width": 12}), tmp_path / "wide")
+    trainer.init_from(tmp_path / "narrow.safetensors")
+    wide = trainer.generator
+    assert wide.arn.head.out_channels == 12 and wide.arn.lstm.gate_i.in_channels == 24
+    x = torch.rand(2, 3, 64, 96)
+    with torch.no_grad():
+        a, b = old.eval()(x), wide.eval()(x)
+    assert all(torch.allclose(p, q, atol=1e-6) for p, q in zip(a.attention, b.attention, strict=True))
+    assert torch.allclose(a.image, b.image, atol=1e-6)
+    gate = wide.arn.lstm.gate_f.weight
+    into_old = [gate[:8, 8:12], gate[:8, 20:24]]  # new feature and new hidden channels -> old gates
+    assert all(t.abs().sum() == 0 for t in into_old)
+    assert torch.equal(gate[:8, 12:20], old.arn.lstm.gate_f.weight[:, 8:16])  # old hidden, moved up
+    wide.train()
+    trainer.train_step(trainer.batch(0))
+    assert all(t.abs().sum() > 0 for t in into_old)
+    narrower = tiny_config(photos, model={**TINY, **heads, "arn_width": 4})
+    with pytest.raises(UsageError, match="wider ae_width or arn_width"):
         Trainer(narrower, tmp_path / "narrower").init_from(tmp_path / "narrow.safetensors")
 
 

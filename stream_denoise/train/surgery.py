@@ -18,16 +18,20 @@ def head_parameters(generator: Generator) -> list[nn.Parameter]:
 
 
 def embed(wide: Generator, narrow: Generator) -> None:
-    """Copy a trained ``narrow`` generator into ``wide``, whose autoencoder may be wider
-    (``ae_width``), so that ``wide`` computes exactly what ``narrow`` does: a trained
-    net grown for more capacity starts at its old quality instead of from scratch.
+    """Copy a trained ``narrow`` generator into ``wide``, whose autoencoder (``ae_width``) or
+    attentive-recurrent net (``arn_width``) may be wider, so that ``wide`` computes exactly
+    what ``narrow`` does: a trained net grown for more capacity starts at its old quality
+    instead of from scratch.
 
     Each layer's extra output channels keep their random initialisation; the weights
     from extra input channels into old output channels are zero, so the old channels,
     and the outputs, are unchanged until training moves those zeros (their gradient is
     not zero: the new channels' activations are not). All other shapes must match."""
     mine, theirs = wide.state_dict(), narrow.state_dict()
-    segments = input_segments(wide.autoencoder, narrow.autoencoder)
+    segments = {f"autoencoder.{k}": v for k, v in input_segments(wide.autoencoder, narrow.autoencoder).items()}
+    # Each LSTM gate reads [features, hidden]: both parts grow with the ARN.
+    n, w = narrow.arn.width, wide.arn.width
+    segments |= {f"arn.lstm.gate_{g}": [(n, w), (n, w)] for g in "ifgo"}
     for name, old in theirs.items():
         if name not in mine:
             raise ValueError(f"{name} is not a layer of this generator")
@@ -36,12 +40,12 @@ def embed(wide: Generator, narrow: Generator) -> None:
             new.copy_(old)
             continue
         layer = name.rsplit(".", 1)[0]
-        grows = name.startswith("autoencoder.") and new.dim() == old.dim() and all(
+        grows = name.startswith(("autoencoder.", "arn.")) and new.dim() == old.dim() and all(
             a >= b for a, b in zip(new.shape, old.shape)) and new.shape[2:] == old.shape[2:]
         if not grows:
             raise ValueError(f"{name}: {tuple(old.shape)} does not fit in {tuple(new.shape)}")
-        _embed_channels(new, old, transposed=layer.split(".")[1].startswith("up"),
-                        segments=segments.get(layer.removeprefix("autoencoder.")))
+        _embed_channels(new, old, transposed=layer.startswith("autoencoder.up"),
+                        segments=segments.get(layer))
 
 
 def input_segments(wide: ContextualAutoencoder,

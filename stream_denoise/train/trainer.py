@@ -277,8 +277,8 @@ class Trainer:
 
         The config's model may differ from the checkpoint's only where no output changes:
         added zero-initialised layers (input skip, fine gate, global affine, veil), another gate
-        dead zone, or a wider autoencoder (``Generator.embed``); a head of another shape
-        starts afresh (as if the net had none)."""
+        dead zone, or a wider autoencoder or attentive-recurrent net (``surgery.embed``); a head
+        of another shape starts afresh (as if the net had none)."""
         from ..models.weights import load_generator
 
         generator, _ = load_generator(name_or_path)
@@ -288,10 +288,11 @@ class Trainer:
                         fine_pixel=arch.fine_pixel, global_affine=arch.global_affine,
                         affine_features=arch.affine_features, veil_head=arch.veil_head,
                         veil_width=arch.veil_width, veil_threshold=arch.veil_threshold,
-                        ae_width=max(old.ae_width, arch.ae_width))
+                        ae_width=max(old.ae_width, arch.ae_width), arn_width=max(old.arn_width, arch.arn_width))
         if grown != arch:
             raise UsageError(f"{name_or_path} has a different architecture than the config's model "
-                             "(only added heads, the gate's dead zone and a wider ae_width may differ)")
+                             "(only added heads, the gate's dead zone and a wider ae_width or arn_width "
+                             "may differ)")
         state = generator.state_dict()
         fine_shape = (arch.fine_width, arch.fine_depth, arch.fine_pixel)
         for head, changed in (("autoencoder.fine", fine_shape != (old.fine_width, old.fine_depth, old.fine_pixel)),
@@ -302,16 +303,17 @@ class Trainer:
                 log.info("the config's %s head has another shape than %s's: it starts afresh",
                          head.rsplit(".", 1)[-1], name_or_path)
         # at the checkpoint's width first, then embedded in the config's (a no-op when equal)
-        same_width = Generator(replace(arch, ae_width=old.ae_width))
+        same_width = Generator(replace(arch, ae_width=old.ae_width, arn_width=old.arn_width))
         missing, unexpected = same_width.load_state_dict(state, strict=False)
         if unexpected:
             raise UsageError(f"{name_or_path} has layers the config's model lacks: {', '.join(unexpected)}")
         if missing:  # only zero-initialised layers can be missing: output unchanged
             log.info("initialised from %s; new layers start as no-ops: %s",
                      name_or_path, ", ".join(missing))
-        if arch.ae_width > old.ae_width:
-            log.info("autoencoder widened from %d to %d channels; output unchanged",
-                     old.ae_width, arch.ae_width)
+        for part, was, now in (("autoencoder", old.ae_width, arch.ae_width), ("attentive-recurrent net",
+                                                                               old.arn_width, arch.arn_width)):
+            if now > was:
+                log.info("%s widened from %d to %d channels; output unchanged", part, was, now)
         embed(self.generator, same_width.to(self.device))
 
     # -- the loop ---------------------------------------------------------------------

@@ -33,9 +33,9 @@ from stream_denoise.train.surgery import head_parameters
 from stream_denoise.train.trainer import Trainer
 from tests.conftest import package_data
 
-# The training configs of the bundled lite model (v12) and of the one trained on from it (v13).
+# The training configs of the bundled lite model (v12) and of the candidates trained on from it.
 TRAIN_CONFIGS = [Path(__file__).resolve().parents[1] / "configs" / "train" / name
-                 for name in ("lite-v12.yaml", "lite-v13.yaml")]
+                 for name in ("lite-v12.yaml", "lite-v13.yaml", "lite-v14.yaml")]
 TINY = {"arn_width": 8, "steps": 2, "res_blocks": 1, "ae_width": 8, "dilations": [2],
         "unshuffle": 2, "gate_output": True}
 

@@ -13,6 +13,7 @@ threads; quality is each kind's PSNR against fp32 on other crops.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import time
 
 import numpy as np
@@ -86,6 +87,8 @@ def batch(samples) -> torch.Tensor:
 
 
 def main() -> None:
+    if importlib.util.find_spec("torchao") is None:
+        raise SystemExit("benchmarks/int8.py needs torchao, which stream-denoise does not: pip install torchao")
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
     from torchao.quantization.pt2e.quantizer.x86_inductor_quantizer import (
         X86InductorQuantizer,

@@ -118,12 +118,14 @@ class TemporalConfig(Section):
 
     mode: Literal["auto", "on", "off"] = Field(
         "auto", description="auto: on for videos and streams, off for image folders (no time)")
-    frames: int = Field(9, ge=3, le=9, description="frames in the per-pixel median, this one included")
+    frames: int = Field(9, ge=3, le=9, description="frames whose inputs and results enter the "
+                                                          "per-pixel median, this one included")
     tolerance: int = Field(12, ge=1, le=255, description="grey levels a pixel may differ from the "
                                                           "median and still be the same scene")
     object_size: float = Field(0.04, gt=0.0, le=1.0, description="a changed region this size (fraction "
-                                                                 "of the short side) or larger is motion")
-    still: float = Field(0.5, gt=0.0, le=100.0, description="px the camera may move over the window and "
+                                                                 "of the short side) that darkens, or 2.5x as "
+                                                                 "large, is motion")
+    still: float = Field(1.0, gt=0.0, le=100.0, description="px the camera may move over the window and "
                                                             "still count as still")
     gap: float = Field(1.0, gt=0.0, le=3600.0, description="seconds between frames that start the "
                                                            "history again (a reconnect)")

@@ -14,7 +14,7 @@ from stream_denoise.degrade import Snow
 from stream_denoise.frame import Batch, BatchResult, Frame
 from stream_denoise.io.sources import open_source
 from stream_denoise.metrics import flicker, psnr
-from stream_denoise.temporal import TemporalFilter, temporal_median
+from stream_denoise.temporal import TemporalFilter, joint_median, sort_frames
 
 TB = Fraction(1, 25)
 N = 24
@@ -43,38 +43,79 @@ def crossing(still: np.ndarray, patch: np.ndarray, speed: int) -> np.ndarray:
     return clip
 
 
-@pytest.mark.parametrize("n", [1, 3, 5, 7, 9])
-def test_median_is_numpys(n):
+@pytest.mark.parametrize("n", [1, 2, 5, 9, 10, 16, 19])
+def test_sort_is_numpys(n):
     rng = np.random.default_rng(n)
     frames = [rng.integers(0, 256, (31, 17, 3), np.uint8) for _ in range(n)]
-    assert np.array_equal(temporal_median(frames), np.median(np.stack(frames), axis=0))
+    assert all(np.array_equal(a, b) for a, b in zip(sort_frames(frames), np.sort(np.stack(frames), axis=0),
+                                                    strict=True))
+
+
+@pytest.mark.parametrize(("results", "sources"), [(10, 9), (4, 3), (1, 0), (0, 5), (6, 1), (2, 9)])
+def test_joint_median_is_numpys(results, sources):
+    rng = np.random.default_rng(results * 10 + sources)
+    a = [rng.integers(0, 256, (31, 17, 3), np.uint8) for _ in range(results)]
+    b = [rng.integers(0, 256, (31, 17, 3), np.uint8) for _ in range(sources)]
+    assert np.array_equal(joint_median(a, b), np.median(np.stack(a + b), axis=0))
 
 
 def test_median_of_an_even_count_is_refused():
     with pytest.raises(ValueError, match="odd"):
-        temporal_median([np.zeros(2, np.uint8)] * 4)
+        joint_median([np.zeros(2, np.uint8)] * 2, [np.zeros(2, np.uint8)] * 2)
 
 
 @pytest.mark.parametrize("seed", [1, 2])
 def test_still_camera_snow_goes_and_flicker_drops(footage, seed):
-    """Measured: +3.55 and +8.05 dB, flicker 2.15 -> 0.67 and 1.88 -> 0.51 grey levels."""
+    """Measured: +3.75 and +6.65 dB, flicker 2.15 -> 0.45 and 1.88 -> 0.37 grey levels."""
     clean = np.repeat(footage[19][None], N, axis=0)
     noisy = np.stack([Snow(density=(1000, 1000)).apply(c, seed, t) for t, c in enumerate(clean)])
     out, stage = through(noisy)
-    assert stage.fused == N - 2  # the first two frames have no window yet
+    assert stage.fused == N - 5  # the first five frames: too few to tell motion from weather
     assert psnr(out, clean) > psnr(noisy, clean) + 3.0
-    assert flicker(out) < 0.4 * flicker(noisy)
+    assert flicker(out) < 0.3 * flicker(noisy)
+
+
+def shifted(clip: np.ndarray, shifts: np.ndarray) -> np.ndarray:
+    """Each frame's grey levels moved by its shift, saturating."""
+    return np.stack([cv2.add(c, int(s)) if s >= 0 else cv2.subtract(c, -int(s)) for c, s in zip(clip, shifts)])
+
+
+def test_the_models_own_flicker_is_outvoted_by_the_cameras_frames(footage):
+    """A chain that takes the snow off but moves every frame's grey levels by up to 9 (a
+    wavering veil estimate): the camera's frames, where the snow has passed, pull each
+    pixel's median back to the scene. Measured in the fused frames: 57.13 dB and flicker
+    0.08, where the median of the chain's results alone gives 38.00 dB and 0.61."""
+    clean = np.repeat(footage[19][None], N, axis=0)
+    noisy = np.stack([Snow(density=(1000, 1000), veil=(0.0, 0.0)).apply(c, 1, t) for t, c in enumerate(clean)])
+    results = shifted(clean, np.random.default_rng(0).integers(-9, 10, N))
+    stage = TemporalFilter(TemporalConfig())
+    out = np.stack([stage(r, Frame(i, n, i, TB)) for i, (r, n) in enumerate(zip(results, noisy))])
+    fused = slice(N - stage.fused, None)
+    results_only = np.stack([np.median(results[max(0, t - 8):t + 1], axis=0).astype(np.uint8) for t in range(N)])
+    assert psnr(out[fused], clean[fused]) > psnr(results_only[fused], clean[fused]) + 10.0
+    assert flicker(out[fused]) < 0.2 < 0.5 < flicker(results_only[fused])
+
+
+def test_a_repair_the_model_makes_in_every_frame_stands(footage):
+    """Snow with a veil (grey levels +6 everywhere) that the chain lifts in every frame:
+    the veil is in every camera frame, so the chain's results must outvote them."""
+    clean = np.repeat(footage[19][None], N, axis=0)
+    noisy = np.stack([Snow(density=(1000, 1000), veil=(0.05, 0.05)).apply(c, 1, t) for t, c in enumerate(clean)])
+    assert np.median(noisy.astype(int) - clean) >= 5
+    stage = TemporalFilter(TemporalConfig())
+    out = np.stack([stage(c, Frame(i, n, i, TB)) for i, (c, n) in enumerate(zip(clean, noisy))])
+    assert stage.fused == N - 5 and np.array_equal(out, clean)
 
 
 @pytest.mark.parametrize(("size", "speed"), [(64, 6), (24, 3), (12, 2), (64, 1)])
 def test_moving_objects_are_not_erased_or_smeared(footage, size, speed):
     """A piece of another scene crossing the still frame: what it covers must stay the
-    single-frame result (here the input). Measured worst pixel: 13, 0, 2 and 36 grey
+    single-frame result (here the input). Measured worst pixel: 9, 0, 0 and 28 grey
     levels; only the slowest edge (1 px a frame) strays past the tolerance."""
     patch = cv2.resize(footage[0][40:120, 300:400], (size, size))
     clip = crossing(footage[19], patch, speed)
     out, stage = through(clip)
-    assert stage.fused == N - 2
+    assert stage.fused == N - 5
     box = (slice(None), slice(100, 100 + size), slice(40, 40 + speed * N + size))
     err = np.abs(out[box].astype(int) - clip[box])
     assert psnr(out[box], clip[box]) > (45.0 if speed == 1 else 60.0)
@@ -149,6 +190,6 @@ def test_eval_video_cases_and_table(footage):
     rows = {line.split(" | ")[0].strip("| "): line.split(" | ")[1:] for line in table.splitlines()[2:]}
     assert rows["input"] == rows["chain, frame by frame"]
     snow_in, snow_out = (float(rows[k][0].split(" / ")[0]) for k in ("input", "chain + temporal"))
-    assert snow_out > snow_in + 1.0, table  # measured: 23.77 -> 25.94 dB
+    assert snow_out > snow_in + 4.0, table  # measured: 23.77 -> 30.03 dB
     assert rows["chain + temporal"][1] == rows["input"][1]  # the pan: bit for bit
     assert times["stage"] > 0

@@ -213,7 +213,7 @@ class Denoiser:
                 y = x.flip(-1) if flip else x
                 if shift:  # shifted down-right; padded back to a multiple
                     y = F.pad(y, (shift, m - shift, shift, m - shift), mode="replicate")
-                out = self._net(y.contiguous(memory_format=torch.channels_last))
+                out = self._net(y.contiguous(memory_format=torch.channels_last), inference=True)
                 im, a = (t[..., shift:shift + h, shift:shift + w] for t in (out.image, out.attention[-1]))
                 if flip:
                     im, a = im.flip(-1), a.flip(-1)

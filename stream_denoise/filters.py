@@ -69,20 +69,20 @@ class GaussianBlur(nn.Module):
         return f"sigma={self.sigma}, ksize={self.ksize}"
 
 
-_LAPLACE_DIFF = torch.tensor([[1.0, -2.0, 1.0], [-2.0, 4.0, -2.0], [1.0, -2.0, 1.0]])
-
-
 def estimate_noise(images: torch.Tensor) -> torch.Tensor:
     """Standard deviation of white noise in each image's luma, on the 0-255 scale:
     Immerkær's fast estimate ("Fast noise variance estimation", CVIU 1996).
 
     The 3x3 kernel is the difference of two Laplacians, which cancels smooth structure and
     edges to first order and leaves pixel-to-pixel noise; ``images`` (B, 3, H, W) in [0, 1].
+    The kernel is [1, -2, 1] down times [1, -2, 1] across, so it runs as two second
+    differences of shifted views: on a 640x360 frame 0.4 ms on this CPU, where a
+    one-channel conv2d took 5.1 (``benchmarks/frame_time.py``).
     """
-    luma = (0.299 * images[:, 0] + 0.587 * images[:, 1] + 0.114 * images[:, 2])[:, None] * 255
-    kernel = _LAPLACE_DIFF.to(images.device, luma.dtype)[None, None]
-    residual = torch.nn.functional.conv2d(luma, kernel).abs()
-    return residual.mean(dim=(1, 2, 3)) * (math.pi / 2) ** 0.5 / 6
+    luma = (0.299 * images[:, 0] + 0.587 * images[:, 1] + 0.114 * images[:, 2]) * 255
+    rows = luma[:, :-2] + luma[:, 2:] - 2 * luma[:, 1:-1]
+    residual = rows[..., :-2] + rows[..., 2:] - 2 * rows[..., 1:-1]
+    return residual.abs().mean(dim=(1, 2)) * (math.pi / 2) ** 0.5 / 6
 
 
 class NoiseAdaptiveBlur(nn.Module):

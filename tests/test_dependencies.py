@@ -17,7 +17,8 @@ tomllib = pytest.importorskip("tomllib")  # stdlib from Python 3.11
 
 ROOT = Path(__file__).resolve().parents[1]
 FOLDERS = ("stream_denoise", "tests", "benchmarks")
-LOCAL = set(FOLDERS)
+# a benchmark script may import a sibling (the script's folder is first on sys.path)
+LOCAL = set(FOLDERS) | {p.stem for p in (ROOT / "benchmarks").glob("*.py")}
 
 
 def _norm(name: str) -> str:

@@ -5,6 +5,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from torch.nn import functional as F
 
 from stream_denoise.degrade import SaltPepper
 from stream_denoise.filters import (
@@ -67,6 +68,15 @@ def test_bad_parameters():
 
 def _tensor(img: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(img).permute(2, 0, 1)[None].float() / 255
+
+
+def test_noise_estimate_is_immerkaers_kernel(photo):
+    """The two second differences are the paper's 3x3 kernel, convolved without padding."""
+    x = torch.stack([_tensor(photo)[0], _tensor(photo[::-1].copy())[0]])
+    luma = (0.299 * x[:, :1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:]) * 255
+    kernel = torch.tensor([[1.0, -2.0, 1.0], [-2.0, 4.0, -2.0], [1.0, -2.0, 1.0]])[None, None]
+    expected = F.conv2d(luma, kernel).abs().mean(dim=(1, 2, 3)) * (np.pi / 2) ** 0.5 / 6
+    assert torch.allclose(estimate_noise(x), expected, rtol=1e-5)
 
 
 @pytest.mark.parametrize("sigma", [5.0, 10.0, 20.0])

@@ -3,12 +3,22 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import cv2
+import numpy as np
 import pytest
 import torch
 
 from stream_denoise.models.discriminator import Discriminator
 from stream_denoise.models.generator import PRESETS, Generator, GeneratorConfig
 from stream_denoise.train.surgery import embed
+from tests.conftest import package_data
+
+
+@pytest.fixture(scope="module")
+def photo() -> np.ndarray:
+    """A real photo (scikit-image's astronaut), RGB."""
+    bgr = cv2.imread(str(package_data("skimage", "data", "astronaut.png")))
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)[:200, :264]
 
 
 def conv(k: int, cin: int, cout: int) -> int:
@@ -53,6 +63,31 @@ def test_lite_forward_shapes(size):
     assert len(out.attention) == cfg.steps
     assert all(a.shape == (2, 1, h, w) for a in out.attention)
     assert torch.isfinite(out.image).all()
+
+
+@pytest.mark.parametrize("head", ["bundled", "global_affine", "plain"])
+@pytest.mark.parametrize("autocast", [False, True])
+def test_inference_gives_the_full_forwards_image_and_last_map(photo, head, autocast):
+    """``inference=True`` skips the side outputs and the earlier maps, nothing else: on a
+    real photo, the bundled lite (fine gate and veil head) and other heads give the same
+    image and last map bit for bit, in float32 and under bf16 autocast."""
+    from stream_denoise.models.weights import load_generator
+
+    generator, _ = load_generator("lite")
+    if head != "bundled":
+        cfg = replace(generator.config, global_affine=head == "global_affine", fine_gate=False,
+                      veil_head=False, gate_threshold=0.0)  # untrained: no dead zone, so the gate opens
+        torch.manual_seed(0)
+        generator = Generator(cfg)
+    generator.eval()
+    m = generator.config.multiple
+    h, w = (s - s % m for s in photo.shape[:2])
+    x = torch.from_numpy(photo[:h, :w].copy()).permute(2, 0, 1)[None].float() / 255
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        full, lean = generator(x), generator(x, inference=True)
+    assert torch.equal(full.image, lean.image) and torch.equal(full.attention[-1], lean.attention[0])
+    assert len(lean.attention) == 1 and lean.side2 is None and lean.side4 is None
+    assert not torch.equal(full.image, x)  # the model did something to compare
 
 
 def test_gated_generator_starts_near_identity_where_attention_is_off():

@@ -263,7 +263,8 @@ class ContextualAutoencoder(nn.Module):
 class GeneratorOutput(NamedTuple):
     """Everything the losses need; inference uses ``image`` and ``attention[-1]``.
 
-    ``image`` (B, 3, H, W); ``side2``/``side4`` at 1/2 and 1/4 of H, W; ``attention`` one
+    ``image`` (B, 3, H, W); ``side2``/``side4`` at 1/2 and 1/4 of H, W (None from
+    ``Generator(..., inference=True)``, as are all but the last attention map); ``attention`` one
     (B, 1, H, W) map per recurrent step; ``fine_gate`` (B, 1, H, W) the per-pixel factor on
     the gate before it is clamped to [0, 1], ``proposal`` (B, 3, H, W) the correction the
     cell gate lets through, which that factor scales, ``affine`` (B, 6) the global
@@ -272,8 +273,8 @@ class GeneratorOutput(NamedTuple):
     """
 
     image: torch.Tensor
-    side2: torch.Tensor
-    side4: torch.Tensor
+    side2: torch.Tensor | None
+    side4: torch.Tensor | None
     attention: list[torch.Tensor]
     fine_gate: torch.Tensor | None = None
     affine: torch.Tensor | None = None
@@ -302,8 +303,13 @@ class Generator(nn.Module):
         )
         self.veil = VeilHead(channels + 1, self.config.veil_width) if self.config.veil_head else None
 
-    def forward(self, image: torch.Tensor) -> GeneratorOutput:
-        """image: (B, 3, H, W) in [0, 1], H and W multiples of ``config.multiple``."""
+    def forward(self, image: torch.Tensor, *, inference: bool = False) -> GeneratorOutput:
+        """image: (B, 3, H, W) in [0, 1], H and W multiples of ``config.multiple``.
+
+        ``inference``: only what cleaning a frame needs, ``image`` and the last attention
+        map (the side outputs None, ``attention`` that one map): the same values, 4 to 14 %
+        less time at 640x360 on this CPU (benchmarks/README.md, "Where a frame's time goes").
+        """
         r = self.config.unshuffle
         x = F.pixel_unshuffle(image, r) if r > 1 else image
         maps = self.arn(x)
@@ -321,19 +327,28 @@ class Generator(nn.Module):
                 gate = gate * fine.clamp(0, 1).repeat(1, 3, 1, 1)
             coarse = gate.mean(dim=1, keepdim=True) if fine is not None else gate
             out = x + gate * out
-            side2 = F.avg_pool2d(x, 2) + F.avg_pool2d(coarse, 2) * side2
-            side4 = F.avg_pool2d(x, 4) + F.avg_pool2d(coarse, 4) * side4
             if veil is not None:  # what the gate passes through unchanged loses the veil
                 v = veil.detach() if self.training else veil
                 out = out + (1 - gate) * (_unveil(x, v) - x)
-                side2, side4 = (side + (1 - F.avg_pool2d(coarse, k)) * (_unveil(F.avg_pool2d(x, k), v)
-                                                                       - F.avg_pool2d(x, k))
+            if not inference:
+                side2, side4 = (F.avg_pool2d(x, k) + F.avg_pool2d(coarse, k) * side
                                 for side, k in ((side2, 2), (side4, 4)))
+                if veil is not None:
+                    side2, side4 = (side + (1 - F.avg_pool2d(coarse, k)) * (_unveil(F.avg_pool2d(x, k), v)
+                                                                           - F.avg_pool2d(x, k))
+                                    for side, k in ((side2, 2), (side4, 4)))
         if affine is not None:  # (B, 6): gain and offset per colour, on every pixel
             applied = affine.detach() if self.training else affine  # trained by affine_loss alone
             gain, offset = (a.repeat_interleave(r * r, dim=1)[..., None, None] for a in applied.chunk(2, 1))
-            out, side2, side4 = (o + gain * xs + offset for o, xs in (
-                (out, x), (side2, F.avg_pool2d(x, 2)), (side4, F.avg_pool2d(x, 4))))
+            out = out + gain * x + offset
+            if not inference:
+                side2, side4 = (o + gain * F.avg_pool2d(x, k) + offset for o, k in ((side2, 2), (side4, 4)))
+        if inference:
+            last = maps[-1]
+            if r > 1:
+                out, last = F.pixel_shuffle(out, r), F.interpolate(last, scale_factor=r, mode="bilinear",
+                                                                   align_corners=False)
+            return GeneratorOutput(out, None, None, [last])
         if r > 1:
             out, side2, side4 = (F.pixel_shuffle(t, r) for t in (out, side2, side4))
             maps = [F.interpolate(m, scale_factor=r, mode="bilinear", align_corners=False)

@@ -64,15 +64,29 @@ def test_median_of_an_even_count_is_refused():
         joint_median([np.zeros(2, np.uint8)] * 2, [np.zeros(2, np.uint8)] * 2)
 
 
-@pytest.mark.parametrize("seed", [1, 2])
-def test_still_camera_snow_goes_and_flicker_drops(footage, seed):
-    """Measured: +3.75 and +6.65 dB, flicker 2.15 -> 0.45 and 1.88 -> 0.37 grey levels."""
+@pytest.mark.parametrize(("seed", "gain"), [(1, 3.75), (2, 6.65)])
+def test_still_camera_snow_goes_and_flicker_drops(footage, seed, gain):
+    """Measured: +3.75 and +6.65 dB (``gain``), flicker 2.15 -> 0.45 and 1.88 -> 0.37 grey
+    levels; the window holds the last 9 frames."""
     clean = np.repeat(footage[19][None], N, axis=0)
     noisy = np.stack([Snow(density=(1000, 1000)).apply(c, seed, t) for t, c in enumerate(clean)])
     out, stage = through(noisy)
     assert stage.fused == N - 5  # the first five frames: too few to tell motion from weather
-    assert psnr(out, clean) > psnr(noisy, clean) + 3.0
+    assert len(stage.history) == TemporalConfig().frames == 9
+    assert psnr(out, clean) > psnr(noisy, clean) + gain - 0.3
     assert flicker(out) < 0.3 * flicker(noisy)
+
+
+def test_drops_sliding_on_a_still_cameras_lens_do_not_restart_it(footage):
+    """Held-out raindrops, half of them sliding, pulled the camera-motion estimate up to
+    0.6 px off a still scene: with `still` at 0.5 px the history restarted every other
+    frame and nothing was fused."""
+    from stream_denoise.train.video_eval import video_cases
+
+    rain = video_cases(footage)[1]
+    assert rain.name == "still, raindrops"
+    out, stage = through(rain.noisy)
+    assert stage.fused == N - 5 and len(stage.history) == 9
 
 
 def shifted(clip: np.ndarray, shifts: np.ndarray) -> np.ndarray:
@@ -152,21 +166,34 @@ def test_history_starts_again(footage, event):
 
 
 def test_off_and_untimed_frames_pass(footage):
-    clip = np.repeat(footage[19][None], 5, axis=0)
+    """Off, and auto on frames without time, pass every frame; on without any source
+    frame, the result stands for it, and it fuses."""
+    clip = np.stack([Snow(density=(1000, 1000)).apply(footage[19], 1, t) for t in range(8)])
     off = TemporalFilter(TemporalConfig(mode="off"))
     auto = TemporalFilter(TemporalConfig(mode="auto"))
+    on = TemporalFilter(TemporalConfig(mode="on"))
     for i, im in enumerate(clip):
         assert off(im, Frame(i, im, i, TB)) is im
         assert auto(im, Frame(i, im)) is im  # an image folder: no time
+        fused = on(im)
     assert off.fused == auto.fused == 0 and not auto.history
+    assert on.fused == 3 and not np.array_equal(fused, clip[-1])
 
 
 def test_a_batch_keeps_its_frames_and_attention(footage):
-    frames = [Frame(i, footage[19], i, TB) for i in range(4)]
-    batch = Batch.of(0, frames)
-    attention = np.zeros((4, *footage.shape[1:3]), np.uint8)
-    out = TemporalFilter(TemporalConfig()).apply(BatchResult(batch, batch.images, attention))
-    assert out.batch is batch and out.attention is attention and out.images.shape == batch.images.shape
+    """Batches through ``apply`` give what the stage gives frame by frame, the frames'
+    times and pictures included."""
+    snowy = [Snow(density=(1000, 1000)).apply(footage[19], 1, t) for t in range(8)]
+    frames = [Frame(i, im, i, TB) for i, im in enumerate(snowy)]
+    stage, alone = TemporalFilter(TemporalConfig()), TemporalFilter(TemporalConfig())
+    expected = [alone(f.image, f) for f in frames]
+    for k in (0, 4):
+        batch = Batch.of(k // 4, frames[k:k + 4])
+        attention = np.zeros((4, *footage.shape[1:3]), np.uint8)
+        out = stage.apply(BatchResult(batch, batch.images, attention))
+        assert out.batch is batch and out.attention is attention
+        assert all(np.array_equal(a, b) for a, b in zip(out.images, expected[k:k + 4], strict=True))
+    assert stage.fused == alone.fused == 3
 
 
 def test_window_must_be_odd():

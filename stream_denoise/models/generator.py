@@ -263,13 +263,13 @@ class ContextualAutoencoder(nn.Module):
 class GeneratorOutput(NamedTuple):
     """Everything the losses need; inference uses ``image`` and ``attention[-1]``.
 
-    ``image`` (B, 3, H, W); ``side2``/``side4`` at 1/2 and 1/4 of H, W (None from
-    ``Generator(..., inference=True)``, as are all but the last attention map); ``attention`` one
-    (B, 1, H, W) map per recurrent step; ``fine_gate`` (B, 1, H, W) the per-pixel factor on
-    the gate before it is clamped to [0, 1], ``proposal`` (B, 3, H, W) the correction the
-    cell gate lets through, which that factor scales, ``affine`` (B, 6) the global
-    head's gain and offset per colour, and ``veil`` (B, 1) the veil head's estimate with
-    ``veil_logit`` (B, 1) its logit of "veiled", None without those heads.
+    ``image`` (B, 3, H, W); ``side2``/``side4`` at 1/2 and 1/4 of H, W; ``attention`` one
+    (B, 1, H, W) map per recurrent step (with ``inference=True``: the sides None, and the
+    last map alone); ``fine_gate`` (B, 1, H, W) the per-pixel factor on the gate before it
+    is clamped to [0, 1], ``proposal`` (B, 3, H, W) the correction the cell gate lets
+    through, which that factor scales, ``affine`` (B, 6) the global head's gain and offset
+    per colour, and ``veil`` (B, 1) the veil head's estimate with ``veil_logit`` (B, 1) its
+    logit of "veiled", None without those heads (and from ``inference=True``).
     """
 
     image: torch.Tensor

@@ -109,14 +109,15 @@ def video_table(den: Denoiser, config: TemporalConfig, cases: list[VideoCase],
                 more: dict[str, object] | None = None) -> tuple[str, dict[str, float]]:
     """A Markdown table: the input, the chain frame by frame and the chain with the stage,
     per case (``more``: label -> function of the noisy clip, extra rows); and the seconds
-    per frame of the chain and of the stage on the first still clip."""
+    per frame of the chain and of the stage on the first still clip, best of 3 passes."""
     rows: dict[str, list[str]] = {}
     times: dict[str, float] = {}
     for case in cases:
         chain, chain_s = through_chain(den, case.noisy)
         fused, stage_s = through_stage(chain, case.noisy, config)
-        if not times and case.still:
-            times = {"chain": chain_s, "stage": stage_s}
+        if not times and case.still:  # best of 3 passes: one pass varies by a third on a shared VM
+            times = {"chain": min([chain_s] + [through_chain(den, case.noisy)[1] for _ in range(2)]),
+                     "stage": min([stage_s] + [through_stage(chain, case.noisy, config)[1] for _ in range(2)])}
         outputs = {"input": case.noisy, "chain, frame by frame": chain, "chain + temporal": fused}
         outputs |= {label: make(case.noisy) for label, make in (more or {}).items()}  # type: ignore[operator]
         for label, out in outputs.items():

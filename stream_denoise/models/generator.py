@@ -307,8 +307,8 @@ class Generator(nn.Module):
         """image: (B, 3, H, W) in [0, 1], H and W multiples of ``config.multiple``.
 
         ``inference``: only what cleaning a frame needs, ``image`` and the last attention
-        map (the side outputs None, ``attention`` that one map): the same values, 4 to 14 %
-        less time at 640x360 on this CPU (benchmarks/README.md, "Where a frame's time goes").
+        map (the side outputs None, ``attention`` that one map): the same values, 4 % less
+        time at 640x360 on this CPU (benchmarks/README.md, "Where a frame's time goes").
         """
         r = self.config.unshuffle
         x = F.pixel_unshuffle(image, r) if r > 1 else image

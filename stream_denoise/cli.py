@@ -133,8 +133,8 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--post-sigma", type=float, help="post-filter sigma [0]")
     g.add_argument("--post-ksize", type=int, help="post-filter kernel size, odd; 0 = from sigma [0]")
     g.add_argument("--temporal", choices=_choices(TemporalConfig, "mode"),
-                   help="while the camera holds still, replace passing weather by the median of the "
-                        "last 9 frames; moving regions and cameras keep the single-frame result; "
+                   help="replace passing weather by the median of the last 9 frames, aligned when "
+                        "the camera pans; moving regions keep the single-frame result; "
                         "auto = on for videos and streams, off for image folders [auto]")
     g = p.add_argument_group("pipeline")
     g.add_argument("--batch-size", type=int, help="frames per model call [4]")

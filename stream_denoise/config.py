@@ -114,7 +114,7 @@ class ModelConfig(Section):
 
 class TemporalConfig(Section):
     """The temporal stage after the chain (:mod:`.temporal`): weather that passes is
-    replaced from the last ``frames`` frames while the camera holds still."""
+    replaced from the last ``frames`` frames, aligned when the camera pans."""
 
     mode: Literal["auto", "on", "off"] = Field(
         "auto", description="auto: on for videos and streams, off for image folders (no time)")
@@ -127,6 +127,8 @@ class TemporalConfig(Section):
                                                                  "large, is motion")
     still: float = Field(1.0, gt=0.0, le=100.0, description="px the camera may move over the window and "
                                                             "still count as still")
+    align: bool = Field(True, description="a panning camera's frames are aligned and fused where the "
+                                          "chain saw weather; false: it gets the single-frame result")
     gap: float = Field(1.0, gt=0.0, le=3600.0, description="seconds between frames that start the "
                                                            "history again (a reconnect)")
 

@@ -8,8 +8,9 @@ Clips of 24 frames from the end of bikes.mp4 (frames 226-249; training never rea
   them sliding;
 - moving object: the still frame with a piece of another frame crossing it at 6 px a
   frame, in snow; scored in the object's box too, where a ghost or a smear would show;
-- pan: the still frame panned 2 px a frame, in snow;
-- real footage: the clip itself (a drifting camera, passing cars), in snow.
+- pan: the still frame panned 2 px a frame, in snow, and behind held-out drops;
+- real footage: the clip itself (a drifting camera, passing cars, parallax), in snow and
+  clean (what the stage costs where there is nothing to remove).
 """
 from __future__ import annotations
 
@@ -72,9 +73,11 @@ def video_cases(real: np.ndarray | None = None, seed: int = 2026) -> list[VideoC
     clips = [("still, snow", np.repeat(still[None], FRAMES, axis=0), snow, None),
              ("still, raindrops", np.repeat(still[None], FRAMES, axis=0), drops, None),
              ("moving object, snow", crossing, snow, (slice(100, 164), slice(40, 40 + 6 * FRAMES + 64))),
-             ("pan, snow", pan, snow, None), ("real footage, snow", real, snow, None)]
-    return [VideoCase(name, clean, np.stack([kind.apply(c, seed, t) for t, c in enumerate(clean)]), box)
-            for name, clean, kind, box in clips]
+             ("pan, snow", pan, snow, None), ("pan, raindrops", pan, HELD_OUT_FAMILIES["raindrops"], None),
+             ("real footage, snow", real, snow, None)]
+    cases = [VideoCase(name, clean, np.stack([kind.apply(c, seed, t) for t, c in enumerate(clean)]), box)
+             for name, clean, kind, box in clips]
+    return cases + [VideoCase("real footage, clean", real, real.copy())]
 
 
 def through_stage(chain_out: np.ndarray, noisy: np.ndarray, config: TemporalConfig) -> tuple[np.ndarray, float]:

@@ -38,7 +38,7 @@ def grey(image: np.ndarray) -> np.ndarray:
 def test_a_pan_behind_drops_is_the_scenes_shift(still, velocity):
     """Held-out drops stay on the glass and make a second phase-correlation peak at zero.
     Measured: at most 0.42, 0.10 and 0.08 px off over 1 to 8 frames; OpenCV's
-    phaseCorrelate reads the 2 px step as 0.9."""
+    phaseCorrelate reads the 2 px step as 0.94."""
     clean, where = panned(still, *velocity)
     drops = HELD_OUT_FAMILIES["raindrops"]
     frames = [grey(drops.apply(c, 2026, t)) for t, c in enumerate(clean)]
@@ -56,12 +56,14 @@ def test_a_still_camera_and_a_change_of_exposure(still):
     """No motion reads as none, and a whole frame 20 levels brighter still fits."""
     shift = global_shift(grey(still), cv2.add(grey(still), 20))
     assert abs(shift.dx) < 0.05 and abs(shift.dy) < 0.05 and shift.misfit < 1.0
+    coarse = global_shift(grey(still), cv2.add(grey(still), 20), settle=0.5)  # unrefined, as the stage asks
+    assert abs(coarse.dx) < 0.1 and abs(coarse.dy) < 0.1 and coarse.misfit < 1.0
 
 
 @pytest.mark.parametrize("change", ["zoom", "rotation"])
 def test_what_one_shift_cannot_explain_misfits(still, change):
-    """Measured misfit after 8 frames of 1 % zoom or 0.5 degrees a frame: 8.8 and 7.3
-    grey levels, where pans behind drops stay under 2.5."""
+    """Measured misfit after 8 frames of 1 % zoom or 0.5 degrees a frame: 8.7 and 7.1
+    grey levels, where pans behind drops stay under 2.1."""
     h, w = still.shape[:2]
     scale, angle = (1.08, 0.0) if change == "zoom" else (1.0, 4.0)
     moved = cv2.warpAffine(still, cv2.getRotationMatrix2D((w / 2, h / 2), angle, scale), (w, h))

@@ -229,7 +229,8 @@ class TemporalFilter:
         sources = [_shifted(s.source, source_in, m) for s, m in zip(window, moved)]
         background = joint_median(results + [image_in, image_in], sources + [source_in])
         moving = self._moving(source_in, background,
-                              [cv2.cvtColor(s, cv2.COLOR_RGB2GRAY) for s in sources] + [seen.grey[box]])
+                              [cv2.cvtColor(s, cv2.COLOR_RGB2GRAY) for s in sources] + [seen.grey[box]],
+                              min(image.shape[:2]))
         agree = np.zeros(background.shape[:2], np.uint8)
         for s in sources:
             agree += _channel_max(cv2.absdiff(s, background)) <= self.config.tolerance
@@ -239,8 +240,11 @@ class TemporalFilter:
         out[box] = cv2.copyTo(background, chosen, image_in.copy())
         return out
 
-    def _moving(self, source: np.ndarray, background: np.ndarray, greys: list[np.ndarray]) -> np.ndarray:
+    def _moving(self, source: np.ndarray, background: np.ndarray, greys: list[np.ndarray],
+                short: int | None = None) -> np.ndarray:
         """``(H, W)`` uint8, 1 where something moves: those pixels keep this frame's result.
+        ``short`` is the whole frame's short side when ``source`` is a crop of it (object
+        sizes are fractions of the frame, not of the crop).
 
         Judged on the camera's frames, which the model's repair does not touch. A change is
         a pixel off the background by more than ``tolerance``; an unsettled pixel is one
@@ -258,7 +262,7 @@ class TemporalFilter:
             departs += cv2.absdiff(seen, grey) > tol
         unsettled = (departs >= max(2, len(greys) // 2)).astype(np.uint8)
         region = cv2.morphologyEx(changed | unsettled, cv2.MORPH_CLOSE, _MARGIN)
-        short = min(source.shape[:2])
+        short = min(source.shape[:2]) if short is None else short
         side = max(3, round(self.config.object_size * short) | 1)
         large = max(3, round(self.config.object_size * _BRIGHT_ONLY * short) | 1)
         square = np.ones((side, side), np.uint8)

@@ -27,7 +27,7 @@ from .data import resolve_input
 from .errors import StreamDenoiseError, WorkerError
 from .executors import BatchModel, Executor
 from .executors.factory import open_executor
-from .frame import Batch, Frame, batches
+from .frame import Batch, BatchResult, Frame, batches
 from .io.inputs import open_input
 from .io.urls import is_device, is_url, redact
 from .livefeed import LiveFeed
@@ -214,17 +214,24 @@ def run(
                 to_writer.close()
 
             # The temporal stage keeps this stream's history where its results arrive in
-            # order, whichever worker ran them.
-            temporal = TemporalFilter(config.temporal) if config.temporal.mode != "off" else None
+            # order, whichever worker ran them. A file's first frames wait for its window to
+            # fill (look-ahead); a live feed's pass at once.
+            temporal = TemporalFilter(config.temporal, wait=not live) if config.temporal.mode != "off" else None
+
+            def put(results: list[BatchResult]) -> None:
+                nonlocal written
+                for done in results:
+                    outputs.write(done, name)
+                    written += len(done.batch.frames)
+                    bar.update(len(done.batch.frames))
 
             def write() -> None:
-                nonlocal written
                 for expected, result in enumerate(to_writer):
                     if result.batch.seq != expected:
                         raise RuntimeError(f"batch {result.batch.seq} arrived, expected {expected}")
-                    outputs.write(result if temporal is None else temporal.apply(result), name)
-                    written += len(result.batch.frames)
-                    bar.update(len(result.batch.frames))
+                    put([result] if temporal is None else temporal.apply(result))
+                if temporal is not None:
+                    put(temporal.finish())
 
             model_input: Iterable[Batch] = to_model if feed is None else feed.batches(
                 size, config.pipeline.batch_timeout)

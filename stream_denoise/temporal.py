@@ -28,7 +28,9 @@ does a frame the chain touched under ``_WEATHER`` of: there is little to gain. T
 history starts again on a cut, a new size, a jump in time (a reconnect) or a motion one
 translation does not explain (median misfit above ``_MISFIT`` levels: zoom, rotation,
 strong parallax). Fusion starts once the window holds ``_SETTLE`` frames: fewer cannot
-tell a slow object from the background.
+tell a slow object from the background. A file's first frames (``wait``) are held until
+then and fused with that window, a look-ahead of at most ``_SETTLE - 1`` frames once per
+history; a live feed's pass as the chain made them, so it gets no added latency.
 
 State is per stream and lives where a stream's results come back in order (the pipeline's
 writer), not in the workers: batches may run on any actor, and a retried batch changes
@@ -137,50 +139,105 @@ class TemporalFilter:
     >>> fused = [stage(result, frame) for result, frame in zip(chain_results, source_frames)]  # doctest: +SKIP
     """
 
-    def __init__(self, config: TemporalConfig) -> None:
+    def __init__(self, config: TemporalConfig, wait: bool = False) -> None:
         self.config = config
+        self.wait = wait
         self.history: deque[_Seen] = deque(maxlen=config.frames)  # this frame's included
+        self.waiting: list[_Seen] = []  # this history's first frames, held until the window fills
+        self.batches: deque[tuple[BatchResult, list[np.ndarray]]] = deque()  # apply(): held, and what is out
+        self.background: np.ndarray | None = None  # a still camera's last median, float32
         self.last_time: float | None = None
         self.fused = 0  # frames that came out of the median (the rest passed through)
 
-    def reset(self) -> None:
+    def reset(self) -> list[np.ndarray]:
+        """Start the history again; the frames that waited for it come out as the chain made them."""
+        out = [s.image for s in self.waiting]
         self.history.clear()
+        self.waiting.clear()
+        self.background = None
+        return out
 
-    def apply(self, result: BatchResult) -> BatchResult:
-        """``result`` with every frame through the stage, in order (the frames' own times)."""
-        images = np.stack([self(image, frame) for image, frame in zip(result.images, result.batch.frames)])
-        return BatchResult(result.batch, images, result.attention)
+    flush = reset  # the stream ended
+
+    def apply(self, result: BatchResult) -> list[BatchResult]:
+        """The batches whose every frame is through the stage, in order: none while frames
+        wait for the window, the waiting ones with this once it fills."""
+        self.batches.append((result, []))
+        for image, frame in zip(result.images, result.batch.frames):
+            self._deliver(self.push(image, frame))
+        return self._complete()
+
+    def finish(self) -> list[BatchResult]:
+        """The stream ended: the batches still held, their waiting frames as the chain made them."""
+        self._deliver(self.flush())
+        return self._complete()
+
+    def _deliver(self, images: list[np.ndarray]) -> None:
+        for result, done in self.batches:
+            while images and len(done) < len(result.images):
+                done.append(images.pop(0))
+
+    def _complete(self) -> list[BatchResult]:
+        out = []
+        while self.batches and len(self.batches[0][1]) == len(self.batches[0][0].images):
+            result, done = self.batches.popleft()
+            out.append(BatchResult(result.batch, np.stack(done), result.attention))
+        return out
 
     def __call__(self, image: np.ndarray, frame: Frame | None = None) -> np.ndarray:
-        """The fused ``(H, W, 3)`` uint8 frame for the chain's result ``image``; ``frame`` is
-        the source frame the chain was given: its picture, and its time for gaps and for
-        ``mode: auto`` (untimed: pass). Without ``frame`` the result stands for the source."""
+        """The fused frame for ``image`` when nothing waits (see :meth:`push`)."""
+        out = self.push(image, frame)
+        if len(out) != 1:
+            raise RuntimeError("frames wait for the window: call push() and flush()")
+        return out[0]
+
+    def push(self, image: np.ndarray, frame: Frame | None = None) -> list[np.ndarray]:
+        """The fused ``(H, W, 3)`` uint8 frames that are ready, in order, once the chain's
+        result ``image`` is in; ``frame`` is the source frame the chain was given: its
+        picture, and its time for gaps and for ``mode: auto`` (untimed: pass). Without
+        ``frame`` the result stands for the source.
+
+        One frame comes out per frame in, except with ``wait``: a history's first frames
+        are held until the window fills and then fused with it (a file's look-ahead; a
+        live feed's first frames pass as the chain made them)."""
         time = frame.time if frame is not None else None
         if self.config.mode == "off" or (self.config.mode == "auto" and time is None):
-            return image
+            return [image]
         source = frame.image if frame is not None else image
         # camera motion is measured on the result: drops in the source pull it off the scene
         result_grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
         seen = _Seen(image, source, cv2.cvtColor(source, cv2.COLOR_RGB2GRAY), result_grey, coarse(result_grey))
+        out: list[np.ndarray] = []
         if self._starts_over(seen, time):
-            self.reset()
+            out += self.reset()
         elif self.history:
             position = self._position(seen)
             if position is None:
-                self.reset()
+                out += self.reset()
             else:
                 seen = replace(seen, position=position)
         self.last_time = time
         self.history.append(seen)
         if len(self.history) < min(_SETTLE, self.config.frames):
-            return image
-        window = list(self.history)
-        offsets = [(seen.position[0] - s.position[0], seen.position[1] - s.position[1]) for s in window]
+            if self.wait:
+                self.waiting.append(seen)
+                return out
+            return out + [image]
+        out += [self._fuse(s) for s in self.waiting] + [self._fuse(seen)]
+        self.waiting.clear()
+        return out
+
+    def _fuse(self, seen: _Seen) -> np.ndarray:
+        """``seen``'s frame from the median over the window (which holds it)."""
+        others = [s for s in self.history if s is not seen]
+        offsets = [(seen.position[0] - s.position[0], seen.position[1] - s.position[1]) for s in others]
         self.fused += 1
         if max(np.hypot(*o) for o in offsets) > self.config.still:
-            return self._fuse_moving(seen, window[:-1], offsets[:-1])
-        background = joint_median([s.image for s in window] + [image], [s.source for s in window])
-        moving = self._moving(source, background, [s.grey for s in window])
+            self.background = None
+            return self._fuse_moving(seen, others, offsets)
+        image, source = seen.image, seen.source
+        background = joint_median([s.image for s in others] + [image, image], [s.source for s in others] + [source])
+        moving = self._moving(source, background, [s.grey for s in self.history])
         # into a copy: the median may be one of the history's own arrays; 40x faster than np.where
         return cv2.copyTo(image, moving, background.copy())
 

@@ -49,7 +49,8 @@ def test_order_preserved_at_every_batch_size(short_clip, tmp_path, passthrough, 
 @pytest.mark.parametrize("batch_size", [1, 5])
 def test_temporal_stage_runs_on_the_stream_in_order(bikes, tmp_path, passthrough, batch_size):
     """A still camera in snow: the output is the stage applied to the model's results in
-    source order, whatever the batching; with the stage off, the model's results."""
+    source order, whatever the batching, every frame fused (a file's first frames wait for
+    the window); with the stage off, the model's results."""
     from stream_denoise.degrade import Snow
     from stream_denoise.temporal import TemporalFilter
 
@@ -62,12 +63,12 @@ def test_temporal_stage_runs_on_the_stream_in_order(bikes, tmp_path, passthrough
     with open_source(clip) as src:
         frames = list(src)
     noisy = [f.image for f in frames]
-    stage = TemporalFilter(load_config().temporal)
-    expected = [stage(f.image, f) for f in frames]
+    stage = TemporalFilter(load_config().temporal, wait=True)
+    expected = [out for f in frames for out in stage.push(f.image, f)] + stage.flush()
     run(clip, tmp_path / "on.mkv", lossless(batch_size, "auto"), model=passthrough, progress=False)
     run(clip, tmp_path / "off.mkv", lossless(batch_size), model=passthrough, progress=False)
     on, off = decode(tmp_path / "on.mkv")[1], decode(tmp_path / "off.mkv")[1]
-    assert stage.fused == 7  # the first five frames pass
+    assert stage.fused == 12  # a file's first five frames waited for the window, then were fused with it
     assert all(np.array_equal(a, b) for a, b in zip(on, expected, strict=True))
     assert all(np.array_equal(a, b) for a, b in zip(off, noisy, strict=True))
     assert not np.array_equal(on[-1], noisy[-1])

@@ -80,12 +80,14 @@ def video_cases(real: np.ndarray | None = None, seed: int = 2026) -> list[VideoC
     return cases + [VideoCase("real footage, clean", real, real.copy())]
 
 
-def through_stage(chain_out: np.ndarray, noisy: np.ndarray, config: TemporalConfig) -> tuple[np.ndarray, float]:
+def through_stage(chain_out: np.ndarray, noisy: np.ndarray, config: TemporalConfig,
+                  wait: bool = True) -> tuple[np.ndarray, float]:
     """The temporal stage over a clip (frames timed at FPS; ``noisy`` what the chain was
-    given) and its seconds per frame."""
-    stage = TemporalFilter(config)
+    given; ``wait``: as a file, see :class:`TemporalFilter`) and its seconds per frame."""
+    stage = TemporalFilter(config, wait)
     started = time.perf_counter()
-    out = np.stack([stage(im, Frame(i, src, i, _TIME_BASE)) for i, (im, src) in enumerate(zip(chain_out, noisy))])
+    out = [f for i, (im, src) in enumerate(zip(chain_out, noisy)) for f in stage.push(im, Frame(i, src, i, _TIME_BASE))]
+    out = np.stack(out + stage.flush())
     return out, (time.perf_counter() - started) / len(out)
 
 

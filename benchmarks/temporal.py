@@ -7,7 +7,7 @@ PSNR is the mean over frames against the clean frames; on still clips also the f
 the mean absolute frame-to-frame change of the grey level (0 for a clean still clip). The
 stage's time per frame is measured on the still snow clip, beside the chain's.
 
-    python benchmarks/temporal.py [--model lite] [--set tolerance=16] [--out benchmarks/results/temporal.md]
+    python benchmarks/temporal.py [--model lite] [--seed 0] [--set tolerance=16] [--out benchmarks/results/temporal.md]
 """
 from __future__ import annotations
 
@@ -41,13 +41,14 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default="lite")
     p.add_argument("--no-peers", action="store_true", help="skip the FFmpeg rows")
+    p.add_argument("--seed", type=int, default=0, help="another layout of the weather (as eval --video --seed)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="a temporal setting to try (frames=7, tolerance=16, ...)")
     p.add_argument("--out", type=Path)
     args = p.parse_args()
     config = TemporalConfig.model_validate({"mode": "on"} | dict(kv.split("=", 1) for kv in args.set))
     den = Denoiser.from_config(ModelConfig(weights=args.model, device="cpu"), FilterConfig())
-    cases = video_cases()
+    cases = video_cases(seed=2026 + args.seed)
     peers = {} if args.no_peers else {label: lambda v, vf=vf: ffmpeg(v, vf) for label, vf in PEERS.items()}
     table, times = video_table(den, config, cases, peers)
     h, w = cases[0].clean.shape[1:3]
@@ -57,7 +58,7 @@ def main() -> None:
             f"({100 * times['stage'] / times['chain']:.0f} %).\n")
     print(text)
     if args.out:
-        sets = "".join(f" --set {s}" for s in args.set)
+        sets = "".join(f" --set {s}" for s in args.set) + (f" --seed {args.seed}" if args.seed else "")
         args.out.write_text(f"`python benchmarks/temporal.py{sets}` (model {args.model})\n\n" + text)
 
 

@@ -42,14 +42,14 @@ def coarse(grey: np.ndarray) -> np.ndarray:
     """float32 copy of a grey frame at a short side of about ``_COARSE_SIDE``, cut to a size
     the FFT is fast at (136 rows took 3x as long as 135)."""
     h, w = grey.shape
-    f = _factor(grey.shape)
+    f = factor(grey.shape)
     small = cv2.resize(grey, (w // f, h // f), interpolation=cv2.INTER_AREA)
     ch, cw = _fast_size(small.shape[0]), _fast_size(small.shape[1])
     y0, x0 = (small.shape[0] - ch) // 2, (small.shape[1] - cw) // 2
     return small[y0:y0 + ch, x0:x0 + cw].astype(np.float32)
 
 
-def _factor(shape: tuple[int, ...]) -> int:
+def factor(shape: tuple[int, ...]) -> int:
     """The whole factor a frame is shrunk by for the coarse search."""
     return max(1, min(shape[:2]) // _COARSE_SIDE)
 
@@ -75,16 +75,25 @@ def global_shift(reference: np.ndarray, frame: np.ndarray, reference_small: np.n
     alignment, and the refinement is two thirds of the time."""
     a = coarse(reference) if reference_small is None else reference_small
     b = coarse(frame) if frame_small is None else frame_small
-    f = _factor(reference.shape)
-    d, coarse_misfit = _best_peak(a, b, None)
-    if float(np.hypot(*d)) * f < settle:
-        return Shift(d[0] * f, d[1] * f, coarse_misfit)
-    ix, iy = round(d[0] * f), round(d[1] * f)
+    shift = coarse_shift(a, b, factor(reference.shape))
+    return shift if float(np.hypot(shift.dx, shift.dy)) < settle else refine(reference, frame, shift)
+
+
+def coarse_shift(reference_small: np.ndarray, frame_small: np.ndarray, factor: int) -> Shift:
+    """The shift between two ``coarse`` copies of frames shrunk by ``factor``, in full-size
+    px, with the misfit at the coarse size."""
+    d, misfit = _best_peak(reference_small, frame_small, None)
+    return Shift(d[0] * factor, d[1] * factor, misfit)
+
+
+def refine(reference: np.ndarray, frame: np.ndarray, start: Shift) -> Shift:
+    """``start`` (a coarse shift) made sub-pixel on a full-resolution crop, with its misfit there."""
+    ix, iy = round(start.dx), round(start.dy)
     # the same scene in both: the frame's crop at p, the reference's at p + (ix, iy)
     h, w = reference.shape
     ch, cw = _fast_size(min(_CROP, h - abs(iy))), _fast_size(min(_CROP, w - abs(ix)))
     if ch < 16 or cw < 16:
-        return Shift(d[0] * f, d[1] * f, float("inf"))
+        return Shift(start.dx, start.dy, float("inf"))
     y0 = max(0, -iy) + (h - abs(iy) - ch) // 2
     x0 = max(0, -ix) + (w - abs(ix) - cw) // 2
     pa = reference[y0 + iy:y0 + iy + ch, x0 + ix:x0 + ix + cw].astype(np.float32)

@@ -51,11 +51,13 @@ def test_sort_is_numpys(n):
                                                     strict=True))
 
 
-@pytest.mark.parametrize(("results", "sources"), [(10, 9), (4, 3), (1, 0), (0, 5), (6, 1), (2, 9)])
-def test_joint_median_is_numpys(results, sources):
+@pytest.mark.parametrize(("results", "sources", "shape"), [
+    (10, 9, (31, 17, 3)), (4, 3, (31, 17, 3)), (1, 0, (31, 17, 3)), (0, 5, (31, 17, 3)), (6, 1, (31, 17, 3)),
+    (2, 9, (31, 17, 3)), (10, 9, (401, 300, 3)), (0, 3, (1201, 200))])  # the last two in strips of rows
+def test_joint_median_is_numpys(results, sources, shape):
     rng = np.random.default_rng(results * 10 + sources)
-    a = [rng.integers(0, 256, (31, 17, 3), np.uint8) for _ in range(results)]
-    b = [rng.integers(0, 256, (31, 17, 3), np.uint8) for _ in range(sources)]
+    a = [rng.integers(0, 256, shape, np.uint8) for _ in range(results)]
+    b = [rng.integers(0, 256, shape, np.uint8) for _ in range(sources)]
     assert np.array_equal(joint_median(a, b), np.median(np.stack(a + b), axis=0))
 
 

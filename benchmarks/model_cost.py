@@ -1,5 +1,7 @@
 """Milliseconds per 640x360 frame of the Denoiser (default chain, batch 4) for several models,
-timed in turns in one process so that they share the machine's state:
+timed in turns in one process so that they share the machine's state, on four frames of
+Big Buck Bunny (uniform noise reads as noisy to the chain's filters and takes paths real
+frames do not):
 
     python benchmarks/model_cost.py lite runs/lite6/best.pt [--rounds 5] [--ensemble 2,4]
 
@@ -8,11 +10,16 @@ timed in turns in one process so that they share the machine's state:
 from __future__ import annotations
 
 import argparse
+import itertools
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
+from precision import clip_360  # benchmarks/ is the script's folder
 
 from stream_denoise.denoiser import Denoiser
+from stream_denoise.io.sources import open_source
 
 
 def main() -> None:
@@ -21,7 +28,8 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--ensemble", default="", help="comma-separated view counts to time as well")
     args = p.parse_args()
-    frames = np.random.default_rng(0).integers(0, 256, (4, 360, 640, 3), dtype=np.uint8)
+    with tempfile.TemporaryDirectory() as tmp, open_source(clip_360(Path(tmp))) as src:
+        frames = np.stack([f.image for f in itertools.islice(src, 40, 44)])
     dens = {m: Denoiser.from_pretrained(m) for m in args.models}
     for n in filter(None, args.ensemble.split(",")):
         dens |= {f"{m} --ensemble {n}": Denoiser.from_pretrained(m, ensemble=int(n)) for m in args.models}

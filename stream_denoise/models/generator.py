@@ -311,7 +311,9 @@ class Generator(nn.Module):
         time at 640x360 on this CPU (benchmarks/README.md, "Where a frame's time goes").
         """
         r = self.config.unshuffle
-        x = F.pixel_unshuffle(image, r) if r > 1 else image
+        # A net cast to bfloat16 (the Denoiser does, on a CPU that has it) runs in it.
+        dtype = self.arn.head.weight.dtype
+        x = F.pixel_unshuffle(image.to(dtype), r) if r > 1 else image.to(dtype)
         maps = self.arn(x)
         seen = torch.cat([x, maps[-1]], dim=1)
         out, side2, side4, fine, affine = self.autoencoder(seen)
@@ -326,11 +328,20 @@ class Generator(nn.Module):
                 fine = 1 + fine  # unclamped for its loss: a clamp there stops its gradient
                 gate = gate * fine.clamp(0, 1).repeat(1, 3, 1, 1)
             coarse = gate.mean(dim=1, keepdim=True) if fine is not None else gate
-            out = x + gate * out
-            if veil is not None:  # what the gate passes through unchanged loses the veil
-                v = veil.detach() if self.training else veil
-                out = out + (1 - gate) * (_unveil(x, v) - x)
-            if not inference:
+            if inference:
+                # The repair alone: the input is added at full size in its own precision
+                # (below), so what the gate passes through stays exact in bfloat16 too. What
+                # it passes loses the veil; a batch without one adds nothing for it (compiled,
+                # the sum is taken anyway: a branch on data would break the graph).
+                out = gate * out
+                if veil is not None and (torch.compiler.is_compiling() or bool(veil.any())):
+                    exact = F.pixel_unshuffle(image, r) if r > 1 else image
+                    out = out.to(image.dtype) + (1 - gate) * (_unveil(exact, veil.to(image.dtype)) - exact)
+            else:
+                out = x + gate * out
+                if veil is not None:  # what the gate passes through unchanged loses the veil
+                    v = veil.detach() if self.training else veil
+                    out = out + (1 - gate) * (_unveil(x, v) - x)
                 side2, side4 = (F.avg_pool2d(x, k) + F.avg_pool2d(coarse, k) * side
                                 for side, k in ((side2, 2), (side4, 4)))
                 if veil is not None:
@@ -348,6 +359,8 @@ class Generator(nn.Module):
             if r > 1:
                 out, last = F.pixel_shuffle(out, r), F.interpolate(last, scale_factor=r, mode="bilinear",
                                                                    align_corners=False)
+            if self.config.gate_output:
+                out = image + out.to(image.dtype)
             return GeneratorOutput(out, None, None, [last])
         if r > 1:
             out, side2, side4 = (F.pixel_shuffle(t, r) for t in (out, side2, side4))

@@ -78,8 +78,6 @@ _WEATHER = 0.05
 # 1 px a frame lose its edge; 4 cost an object crossing a pan 1 dB: tests/test_temporal.py).
 _DARK_SOLID = np.ones((2, 2), np.uint8)
 _REACH = 3.0
-
-
 # The median works on strips of rows this many bytes wide, so that the 19 frames and the
 # network's intermediates stay in cache: 2.6 ms against 4.7 at once for 640x360 (rows of 60
 # to 180 within 0.4 ms of the best).
@@ -174,7 +172,6 @@ class TemporalFilter:
         self.history: deque[_Seen] = deque(maxlen=config.frames)  # this frame's included
         self.waiting: list[_Seen] = []  # this history's first frames, held until the window fills
         self.batches: deque[tuple[BatchResult, list[np.ndarray]]] = deque()  # apply(): held, and what is out
-        self.background: np.ndarray | None = None  # a still camera's last median, float32
         self.last_time: float | None = None
         self.fused = 0  # frames that came out of the median (the rest passed through)
 
@@ -183,7 +180,6 @@ class TemporalFilter:
         out = [s.image for s in self.waiting]
         self.history.clear()
         self.waiting.clear()
-        self.background = None
         return out
 
     flush = reset  # the stream ended
@@ -262,7 +258,6 @@ class TemporalFilter:
         offsets = [(seen.position[0] - s.position[0], seen.position[1] - s.position[1]) for s in others]
         self.fused += 1
         if max(np.hypot(*o) for o in offsets) > self.config.still:
-            self.background = None
             return self._fuse_moving(seen, others, offsets)
         image, source = seen.image, seen.source
         background = joint_median([s.image for s in others] + [image, image], [s.source for s in others] + [source])

@@ -186,6 +186,27 @@ def test_panning_camera_snow_goes_where_the_chain_saw_it(footage, seed, gain):
     assert stage.fused == 0 and np.array_equal(off, chain)  # align off: the single-frame result
 
 
+def test_weather_in_part_of_a_tilting_pan_is_fused_there_alone(footage):
+    """A camera moving right and down (2 and 1 px a frame) with snow in one band only: the
+    window is shifted along both axes, the work is boxed to the band (a crop of the frame),
+    and nothing outside it changes. The chain here halves the snow. Measured over the fused
+    frames: 27.68 -> 35.31 dB in the band."""
+    h, w = footage.shape[1:3]
+    wide = cv2.resize(footage[19], None, fx=1.3, fy=1.3, interpolation=cv2.INTER_CUBIC)
+    clean = np.stack([wide[10 + t:10 + t + h, 2 * t:2 * t + w] for t in range(N)])
+    snowy = np.stack([Snow(density=(6000, 6000)).apply(c, 3, t) for t, c in enumerate(clean)])
+    rows, cols = slice(60, 220), slice(200, 500)
+    noisy = clean.copy()
+    noisy[:, rows, cols] = snowy[:, rows, cols]
+    chain = ((noisy.astype(np.uint16) + clean) // 2).astype(np.uint8)
+    out, stage = through_chain(chain, noisy)
+    assert stage.fused == N - 5
+    band = (slice(5, None), rows, cols)
+    assert psnr(out[band], clean[band]) > psnr(chain[band], clean[band]) + 6.0
+    out[:, 57:223, 197:503] = chain[:, 57:223, 197:503]  # the band grown by what counts as touched
+    assert np.array_equal(out, chain)
+
+
 def test_a_pan_the_chain_left_alone_passes_bit_for_bit(footage):
     """Aligned frames are interpolated: only what the chain touched may be replaced."""
     pan = panning(footage[19])
@@ -310,6 +331,22 @@ def test_frames_that_wait_come_out_as_the_chain_made_them_when_the_history_ends(
     assert stage.apply(BatchResult(batch, batch.images, None)) == []
     (last,) = stage.finish()
     assert last.batch is batch and np.array_equal(last.images, batch.images) and stage.fused == 0
+
+
+def test_frames_with_the_same_time_do_not_restart_the_history(footage):
+    """Cameras repeat a timestamp now and then: a step of zero is no jump in time."""
+    snowy = [Snow(density=(1000, 1000)).apply(footage[19], 1, t) for t in range(8)]
+    stage = TemporalFilter(TemporalConfig())
+    for im in snowy:
+        stage(im, Frame(0, im, 0, TB))
+    assert stage.fused == 3 and len(stage.history) == 8
+
+
+def test_a_waiting_stage_must_be_pushed(footage):
+    """Called frame by frame, a stage whose first frames wait has nothing to give back."""
+    stage = TemporalFilter(TemporalConfig(), wait=True)
+    with pytest.raises(RuntimeError, match=r"^frames wait for the window: call push\(\) and flush\(\)$"):
+        stage(footage[0], Frame(0, footage[0], 0, TB))
 
 
 def test_window_must_be_odd():

@@ -2,12 +2,15 @@
 the default chain timed alone on the same frames, in one process; then the end-to-end
 frame rate of the `stream-denoise run` command on the clip looped to 528 frames (start-up
 and model loading included; defaults, then `--compile default`), of the same I/O path with
-a copy for the model, and of FFmpeg's CLI. The input is H.264, as cameras
+a copy for the model, and of FFmpeg's CLI. The input is H.264 encoded once, as cameras
 send it (Big Buck Bunny scaled, encoded with the default libx264 settings): the lossless
-FFV1 clip the other benchmarks use costs 6.6 ms a frame to decode, H.264 0.7.
+FFV1 clip the other benchmarks use costs 6.6 ms a frame to decode, H.264 0.7. One more row
+runs the loop made from the decoded H.264 frames, so encoded twice (what this script ran
+before 2026-11-30's fifth session): there the model touches more of each frame, and the
+temporal stage fuses about half the frames instead of a few.
 
 The stages: decoding to RGB, the Denoiser's tensor steps (upload and scale, impulse
-median, `auto` pre-stage, the generator under autocast, post-stage and back to uint8), the
+median, `auto` pre-stage, the generator in bfloat16, post-stage and back to uint8), the
 temporal stage, and encoding with the default libx264. The pipeline runs decode, model
 and encode on three threads over two cores, so the end-to-end time per frame is less
 than the sum when the threads overlap and more when they fight for the cores.
@@ -85,6 +88,16 @@ def chain_steps(den: Denoiser, batch: np.ndarray) -> dict[str, float]:
         return {label: per_frame(step, n) for label, step in steps.items()}
 
 
+def loop(frames: list[Frame], path: Path, info: object, config: object) -> Path:
+    """The issue's 528 frames: ``frames`` four times over, encoded as the run's output is."""
+    period = frames[-1].pts + frames[1].pts - frames[0].pts - frames[0].pts  # the clip's length in pts
+    with open_sink(path, info, config.encode) as sink:
+        for k in range(4):
+            for f in frames:
+                sink.write(Frame(k * len(frames) + f.index, f.image, k * period + f.pts, f.time_base))
+    return path
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default="lite")
@@ -135,19 +148,17 @@ def main() -> None:
                     sink.write(Frame(f.index, im, f.pts, f.time_base))
 
         rows.append(("encode (libx264, defaults)", per_frame(encode, len(frames), rounds=2)))
-        looped = Path(tmp) / "bunny360x4.mp4"  # the issue's 528 frames: the clip four times
-        period = frames[-1].pts + frames[1].pts - frames[0].pts - frames[0].pts  # the clip's length in pts
-        with open_sink(looped, info, config.encode) as sink:
-            for k in range(4):
-                for f in frames:
-                    sink.write(Frame(k * len(frames) + f.index, f.image, k * period + f.pts, f.time_base))
+        looped = loop(lossless, Path(tmp) / "bunny360x4.mp4", info, config)
+        twice = loop(frames, Path(tmp) / "bunny360x4_twice.mp4", info, config)
         ends = {}
-        for label, extra, rounds in (("defaults", [], 3), ("`--compile default`", ["--compile", "default"], 1)):
+        for label, clip_in, extra, rounds in (("defaults", looped, [], 3),
+                                              ("`--compile default`", looped, ["--compile", "default"], 1),
+                                              ("defaults, the clip encoded twice", twice, [], 3)):
             times = []
             for r in range(rounds):
                 out = Path(tmp) / f"cli{len(ends)}_{r}.mp4"
                 started = time.perf_counter()
-                subprocess.run(["stream-denoise", "run", str(looped), "-o", str(out), "-q", "--model", args.model,
+                subprocess.run(["stream-denoise", "run", str(clip_in), "-o", str(out), "-q", "--model", args.model,
                                 *extra], check=True)
                 times.append((time.perf_counter() - started) / (4 * len(frames)) * 1e3)
             runs = "1 run" if rounds == 1 else f"median of {rounds}: " + ", ".join(f"{1e3 / t:.1f}" for t in times)

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, get_args
 
 from . import __version__
-from .config import ExecutorConfig, ModelConfig, PipelineConfig, Section, SourceConfig, TemporalConfig
+from .config import ExecutorConfig, ModelConfig, PipelineConfig, RunConfig, Section, SourceConfig, TemporalConfig
 from .errors import ConfigError, StreamDenoiseError
 
 PROG = "stream-denoise"
@@ -236,6 +236,19 @@ def _stop_on_signals(force_after: float) -> Iterator[_Signals]:
             signal.signal(s, h)
 
 
+def _cores_to_the_model(config: RunConfig) -> None:
+    """A model on this machine's CPU runs a thread on every core. OpenCV's own pool (the
+    temporal stage) only fights it there: single-threaded, a 528-frame 640x360 run took
+    0.8 s less of 22 (benchmarks/README.md), and the stage alone as long. Set here, for
+    this process, as the logging is: a library caller keeps its own OpenCV settings."""
+    from .denoiser import pick_device
+
+    if config.executor.kind == "local" and pick_device(config.model.device).type == "cpu":
+        import cv2
+
+        cv2.setNumThreads(1)
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from .config import load_config
     from .errors import UsageError
@@ -249,6 +262,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.no_audio:
         overrides["encode.copy_audio"] = False
     config = load_config(args.config, overrides)
+    _cores_to_the_model(config)
     jobs = plan(args.input, args.output)
     progress = not args.quiet and sys.stderr.isatty()
     if jobs is not None and (args.attention or args.compare):

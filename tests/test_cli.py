@@ -206,3 +206,22 @@ def test_library_errors_come_out_naming_the_flags(bikes, tmp_path, random_checkp
         assert main(argv + model) == code
         err = capsys.readouterr().err
         assert needle in err, err
+
+
+@pytest.mark.parametrize("overrides, single", [({"model.device": "cpu"}, True),
+                                               ({"model.device": "cpu", "executor.kind": "ray"}, False)])
+def test_run_leaves_the_cores_to_a_model_on_this_cpu(overrides, single):
+    """OpenCV's thread pool fights a CPU model's threads for the cores: ``run`` makes it
+    single-threaded when the model runs in this process on the CPU, and only then."""
+    import cv2
+
+    from stream_denoise.cli import _cores_to_the_model
+    from stream_denoise.config import load_config
+
+    before = cv2.getNumThreads()
+    try:
+        cv2.setNumThreads(2)
+        _cores_to_the_model(load_config(overrides=overrides))
+        assert cv2.getNumThreads() == (1 if single else 2)
+    finally:
+        cv2.setNumThreads(before)

@@ -90,6 +90,48 @@ def test_inference_gives_the_full_forwards_image_and_last_map(photo, head, autoc
     assert not torch.equal(full.image, x)  # the model did something to compare
 
 
+def test_the_first_convlstm_step_from_a_zero_state_is_the_full_step():
+    """The ARN's first step skips the convolution over a zero hidden state (half the gates'
+    work): the same state as the full step from zeros, and its gradients reach the gates."""
+    from stream_denoise.models.generator import ConvLSTMCell
+
+    torch.manual_seed(0)
+    cell = ConvLSTMCell(8)
+    x = torch.randn(2, 8, 12, 20, requires_grad=True)
+    zeros = torch.zeros(2, 8, 12, 20)
+    h, c = cell(x)
+    h_full, c_full = cell(x, zeros, zeros)
+    assert torch.allclose(h, h_full, atol=1e-6) and torch.allclose(c, c_full, atol=1e-6)
+    assert h.abs().mean() > 0.01  # a state to compare
+    h.sum().backward()
+    assert all(conv.weight.grad.abs().sum() > 0 for conv in (cell.gate_i, cell.gate_g, cell.gate_o))
+    assert x.grad.abs().sum() > 0
+
+
+def test_the_generator_keeps_channels_last_through_every_convolution():
+    """A channels_last input stays channels_last in every layer, in bfloat16 as the Denoiser
+    runs it on a CPU: one map made in the default layout and concatenated in (the ARN's
+    first attention map once was) turned the whole net to the other layout, 23 % slower."""
+    from stream_denoise.models.weights import load_generator
+
+    generator, _ = load_generator("lite")
+    generator = generator.to(torch.bfloat16).eval()
+    layouts: dict[str, bool] = {}
+
+    def seen(name: str):
+        def hook(module, args, out) -> None:
+            layouts.setdefault(name, args[0].is_contiguous(memory_format=torch.channels_last))
+        return hook
+
+    for name, module in generator.named_modules():
+        if isinstance(module, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)):
+            module.register_forward_hook(seen(name))
+    x = torch.rand(2, 3, 64, 96).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        generator(x, inference=True)
+    assert len(layouts) > 20 and all(layouts.values()), [n for n, cl in layouts.items() if not cl]
+
+
 def test_gated_generator_starts_near_identity_where_attention_is_off():
     """With a gated output, zero attention means output == input exactly."""
     cfg = GeneratorConfig(arn_width=8, steps=2, res_blocks=1, ae_width=8, dilations=(2,),

@@ -166,19 +166,56 @@ def test_existing_output_is_not_overwritten(short_clip, tmp_path, passthrough):
     assert len(decode(out)[0]) == 23
 
 
+class Broken(PassThrough):
+    """Works for ``good`` batches, then fails."""
+
+    def __init__(self, good: int) -> None:
+        self.good = good
+
+    def process(self, frames, *, attention=False):
+        if self.good == 0:
+            raise RuntimeError("model exploded")
+        self.good -= 1
+        return super().process(frames, attention=attention)
+
+
+def test_overwriting_keeps_the_old_output_until_the_new_one_is_complete(short_clip, tmp_path):
+    """With overwrite, a run that fails half-way leaves the old output whole (and its own
+    frames under the .partial name); every output of the run is staged alike."""
+    out, heat, side = (tmp_path / n for n in ("o.mkv", "heat.mkv", "side.mkv"))
+    for path in (out, heat, side):
+        path.write_bytes(b"precious")
+    with pytest.raises(RuntimeError, match="model exploded"):
+        run(short_clip, out, lossless(), model=Broken(2), progress=False, overwrite=True,
+            attention_path=heat, compare_path=side)
+    assert all(p.read_bytes() == b"precious" for p in (out, heat, side))
+    assert all((tmp_path / f"{n}.partial.mkv").exists() for n in ("o", "heat", "side"))
+    run(short_clip, out, lossless(), model=PassThrough(), progress=False, overwrite=True,
+        attention_path=heat, compare_path=side)
+    assert [len(decode(p)[0]) for p in (out, heat, side)] == [23, 23, 23]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["heat.mkv", "o.mkv", "side.mkv"]
+
+
+def test_a_folder_of_frames_is_staged_and_an_empty_one_taken(short_clip, tmp_path):
+    frames = tmp_path / "frames"
+    frames.mkdir()  # empty: taken without overwrite
+    run(short_clip, frames, lossless(), model=PassThrough(), progress=False)
+    assert len(list(frames.glob("*.png"))) == 23 and not (tmp_path / "frames-partial").exists()
+    with pytest.raises(OutputError, match="already exists"):
+        run(short_clip, frames, lossless(), model=PassThrough(), progress=False)
+    with pytest.raises(RuntimeError, match="model exploded"):
+        run(short_clip, frames, lossless(), model=Broken(1), progress=False, overwrite=True)
+    assert len(list(frames.glob("*.png"))) == 23  # the old frames, whole
+    assert 0 < len(list((tmp_path / "frames-partial").glob("*.png"))) < 23
+
+
+def test_an_output_in_a_missing_folder_is_refused_before_anything_runs(short_clip, tmp_path):
+    with pytest.raises(OutputError, match=r"output folder .*nowhere does not exist"):
+        run(short_clip, tmp_path / "nowhere" / "o.mkv", lossless(), model=Broken(0), progress=False)
+    assert not list(tmp_path.iterdir())
+
+
 def test_a_failing_model_stops_the_run_with_its_error(short_clip, tmp_path):
-    class Broken(PassThrough):
-        """Works for ``good`` batches, then fails."""
-
-        def __init__(self, good: int) -> None:
-            self.good = good
-
-        def process(self, frames, *, attention=False):
-            if self.good == 0:
-                raise RuntimeError("model exploded")
-            self.good -= 1
-            return super().process(frames, attention=attention)
-
     out = tmp_path / "o.mkv"
     with pytest.raises(RuntimeError, match="model exploded"):
         run(short_clip, out, lossless(), model=Broken(0), progress=False)

@@ -17,6 +17,9 @@ scaled, x264 CRF 18). Rows (frames per second):
    model -> encode in sequence, no overlap.
 6. peers: OpenCV fastNlMeansDenoisingColored per frame, and FFmpeg's hqdn3d and
    nlmeans filters through the ffmpeg CLI (decode + filter + same x264 encode).
+7. precisions: lite at batch 4, model only and end to end, in each of --precisions
+   (model_lite_b4_fp32, e2e_local_bf16, ...), beside the rows above, which run what
+   `--precision auto` picks.
 
 With --levers (first size only): the lite generator alone at batch 4, plain float32 vs
 channels_last vs ONNX Runtime (when installed) vs torch.compile (with --compile).
@@ -112,17 +115,17 @@ def gflop_per_frame(generator: Generator, height: int, width: int) -> float:
     return counter.get_total_flops() / 1e9
 
 
-def denoiser(preset: str) -> Denoiser:
+def denoiser(preset: str, precision: str = "auto") -> Denoiser:
     """The bundled weights where they exist; else the preset's untrained weights (same speed)."""
     from stream_denoise.models.weights import BUNDLED_NAMES, bundled_path
 
     if preset in BUNDLED_NAMES and bundled_path(preset).is_file():
-        return Denoiser.from_pretrained(preset)
-    return Denoiser(Generator(PRESETS[preset]))
+        return Denoiser.from_pretrained(preset, precision=precision)
+    return Denoiser(Generator(PRESETS[preset]), precision=precision)
 
 
-def model_only(preset: str, frames: np.ndarray, batch: int, repeats: int = 3) -> float:
-    den = denoiser(preset)
+def model_only(preset: str, frames: np.ndarray, batch: int, repeats: int = 3, precision: str = "auto") -> float:
+    den = denoiser(preset, precision)
     chunk = frames[:batch]
     den(chunk)  # warm-up
     times = []
@@ -346,6 +349,9 @@ def main() -> None:
     p.add_argument("--compile", action="store_true", help="with --levers, also torch.compile")
     p.add_argument("--e2e-presets", nargs="+", default=["lite"],
                    help="models timed end to end (e2e_local is the first)")
+    p.add_argument("--precisions", nargs="+", default=["fp32", "bf16"],
+                   help="also time lite at batch 4 in each (model only and end to end; rows "
+                        "model_lite_b4_P, e2e_local_P); the main rows run what auto picks")
     p.add_argument("--no-peers", action="store_true", help="skip the OpenCV/FFmpeg peers")
     p.add_argument("--quality-kinds", default="raindrops,snow,gaussian,salt_pepper")
     p.add_argument("--quality-frames", type=int, default=24, help="held-out clip length for quality")
@@ -378,6 +384,9 @@ def main() -> None:
                 for b in args.paper_batches if preset == "paper" else args.batches:
                     rows[f"model_{preset}_b{b}"] = model_only(
                         preset, frames, b, repeats=1 if preset == "paper" and not gpu else 3)
+            for precision in args.precisions:
+                rows[f"model_lite_b4_{precision}"] = model_only("lite", frames, 4, precision=precision)
+                rows[f"e2e_local_{precision}"] = e2e(clip, tmp / "local.mp4", {"model.precision": precision})
             if args.levers and size == args.sizes[0]:
                 rows.update(levers(frames, 4, tmp, args.compile))
             for i, preset in enumerate(args.e2e_presets):

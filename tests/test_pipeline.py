@@ -98,9 +98,10 @@ def test_bikes_through_h264_keeps_count_size_and_pts(bikes, tmp_path, invert):
 
 
 def test_audio_is_copied_untouched(bunny, tmp_path, passthrough):
-    out = tmp_path / "bunny.mp4"
+    """Into the cleaned video, untouched; the heat map and the side-by-side get none."""
+    out, heat, side = tmp_path / "bunny.mp4", tmp_path / "heat.mp4", tmp_path / "side.mp4"
     cfg = load_config(overrides={"encode.preset": "ultrafast", "pipeline.batch_size": 8})
-    run(bunny, out, cfg, model=passthrough, progress=False)
+    run(bunny, out, cfg, model=passthrough, progress=False, attention_path=heat, compare_path=side)
 
     def audio_packets(path):
         with av.open(str(path)) as c:
@@ -108,6 +109,9 @@ def test_audio_is_copied_untouched(bunny, tmp_path, passthrough):
 
     assert audio_packets(out) == audio_packets(bunny)
     assert len(decode(out)[0]) == 132
+    for path in (heat, side):
+        with av.open(str(path)) as c:
+            assert not c.streams.audio and c.streams.video[0].frames == 132
 
 
 def test_odd_size_one_frame_and_image_folders(tmp_path, passthrough):
@@ -207,6 +211,10 @@ def test_a_folder_of_frames_is_staged_and_an_empty_one_taken(short_clip, tmp_pat
         run(short_clip, frames, lossless(), model=Broken(1), progress=False, overwrite=True)
     assert len(list(frames.glob("*.png"))) == 23  # the old frames, whole
     assert 0 < len(list((tmp_path / "frames-partial").glob("*.png"))) < 23
+    (tmp_path / "frames-partial" / "stale.png").write_bytes(b"not a frame")
+    run(short_clip, frames, lossless(), model=PassThrough(), progress=False, overwrite=True)
+    assert len(list(frames.glob("*.png"))) == 23 and not (frames / "stale.png").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["frames"]  # the crash's remains cleared
 
 
 def test_an_output_in_a_missing_folder_is_refused_before_anything_runs(short_clip, tmp_path):
@@ -257,13 +265,18 @@ def test_a_size_change_mid_stream_is_scaled_to_the_first_size(short_clip, tmp_pa
     small = [np.ascontiguousarray(im[:192, :256]) for im in images[10:20]]
     joined = tmp_path / "joined.ts"
     joined.write_bytes(_ts(tmp_path / "a.ts", big, 0) + _ts(tmp_path / "b.ts", small, 10))
+    run(short_clip, tmp_path / "same.mkv", lossless(), model=invert, progress=False)
+    assert "size changed" not in caplog.text  # nothing to say about a stream of one size
     summary = run(joined, tmp_path / "o.mkv", lossless(), model=invert, progress=False)
     assert summary.frames == 20 and summary.resized_frames == 10
-    assert "frame size changed mid-stream at frame 10 (256x192); scaling to 320x256" in caplog.text
+    assert f"{joined}: frame size changed mid-stream at frame 10 (256x192); scaling to 320x256" in caplog.text
+    assert caplog.text.count("size changed") == 1  # said once, not for every frame or batch
     _, out = decode(tmp_path / "o.mkv")
     assert {im.shape for im in out} == {(256, 320, 3)}
-    scaled = cv2.resize(255 - small[0], (320, 256), interpolation=cv2.INTER_AREA)
-    assert np.abs(out[10].astype(int) - scaled).mean() < 6  # the inverted frame, scaled
+    with open_source(joined) as src:
+        given = [f.image for f in src]
+    for k in (10, 19):  # the inverted frame as decoded, scaled by area: exact (FFV1 in bgr0)
+        assert np.array_equal(out[k], cv2.resize(255 - given[k], (320, 256), interpolation=cv2.INTER_AREA)), k
 
 
 def test_a_truncated_file_keeps_every_decodable_frame(bikes, tmp_path, passthrough):

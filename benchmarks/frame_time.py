@@ -30,10 +30,10 @@ import numpy as np
 import torch
 from precision import _Copy, clip_360  # benchmarks/ is the script's folder
 
-from stream_denoise.config import load_config
+from stream_denoise.config import RunConfig, load_config
 from stream_denoise.denoiser import Denoiser, _to_uint8
 from stream_denoise.filters import remove_impulses
-from stream_denoise.frame import Frame
+from stream_denoise.frame import Frame, VideoInfo
 from stream_denoise.io.sinks import open_sink
 from stream_denoise.io.sources import open_source
 from stream_denoise.pipeline import run
@@ -88,7 +88,7 @@ def chain_steps(den: Denoiser, batch: np.ndarray) -> dict[str, float]:
         return {label: per_frame(step, n) for label, step in steps.items()}
 
 
-def loop(frames: list[Frame], path: Path, info: object, config: object) -> Path:
+def loop(frames: list[Frame], path: Path, info: VideoInfo, config: RunConfig) -> Path:
     """The issue's 528 frames: ``frames`` four times over, encoded as the run's output is."""
     period = frames[-1].pts + frames[1].pts - frames[0].pts - frames[0].pts  # the clip's length in pts
     with open_sink(path, info, config.encode) as sink:

@@ -161,3 +161,107 @@ def test_the_module_form_keeps_its_kernel_size():
     images = torch.rand(1, 3, 20, 20)
     assert torch.equal(GaussianBlur(2.0, 5)(images), gaussian_blur(images, 2.0, 5))
     assert not torch.equal(GaussianBlur(2.0, 5)(images), gaussian_blur(images, 2.0))
+
+
+# --- what the first mutation run of this file left alive (issue 23) -------------------
+
+@pytest.mark.parametrize("sigma", [1.0, 3.0, 5.0])
+def test_ksize_zero_is_opencvs_own_choice(photo, sigma):
+    """ksize 0 is the size OpenCV derives itself for 8-bit images: its blur with ``(0, 0)``
+    and with our size are the same bit for bit (one size more or less changes pixels)."""
+    k = kernel_size_for(sigma)
+    assert np.array_equal(cv2.GaussianBlur(photo, (0, 0), sigma), cv2.GaussianBlur(photo, (k, k), sigma))
+
+
+def test_a_kernel_of_one_is_allowed_and_leaves_the_frame(photo):
+    """OpenCV accepts ksize 1 (no blur); so does the config, and so do we."""
+    assert kernel_size_for(2.0, 1) == 1
+    x = _tensor(photo)
+    assert torch.equal(gaussian_blur(x, 2.0, 1), x)
+    assert torch.equal(GaussianBlur(2.0, 1)(x), x)
+
+
+def test_without_a_kernel_size_every_form_derives_it(photo):
+    """The function, the module and the auto stage, given no ksize, use the derived size;
+    the auto stage keeps a ksize it is given."""
+    x = _tensor(photo)
+    derived = gaussian_blur(x, 1.5, kernel_size_for(1.5))
+    assert not torch.equal(derived, x)
+    assert torch.equal(gaussian_blur(x, 1.5), derived)
+    assert torch.equal(GaussianBlur(1.5)(x), derived)
+    assert NoiseAdaptiveBlur(1.5, 3.0, 4.0).ksize == kernel_size_for(1.5) == 11
+    assert NoiseAdaptiveBlur(1.5, 3.0, 4.0, ksize=5).ksize == 5
+
+
+def test_a_negative_sigma_is_refused_by_the_function_too():
+    with pytest.raises(ValueError, match=r"Gaussian sigma must be >= 0, got -0.5"):
+        gaussian_blur(torch.rand(1, 3, 8, 8), -0.5)
+
+
+@pytest.mark.parametrize("side", [2, 3, 5])
+def test_frames_smaller_than_the_kernel_are_blurred_not_refused(side):
+    """A sigma-5 kernel is 31 px: on a smaller frame it is cut to what reflection allows
+    (on 2 rows, to nothing). A flat frame stays flat; a noisy one is smoothed."""
+    flat = torch.full((1, 3, side, side + 3), 0.25)
+    assert torch.allclose(gaussian_blur(flat, 5.0), flat)
+    noisy = torch.rand(2, 3, side, side + 3, generator=torch.Generator().manual_seed(side))
+    out = gaussian_blur(noisy, 5.0)
+    assert out.shape == noisy.shape and (side < 3 or out.std() < noisy.std())
+    # The auto stage too (its noise estimate needs 3 rows).
+    out = NoiseAdaptiveBlur(5.0, 0.0, 1.0)(noisy)
+    assert out.shape == noisy.shape and (side < 3 or out.std() < noisy.std())
+
+
+def test_the_auto_stage_returns_a_clean_batch_as_it_came(photo):
+    """No frame noisy enough: the batch itself comes back, not a blurred copy (the fast path
+    for clean footage, where the stage runs on every batch)."""
+    batch = torch.cat([_tensor(photo), _tensor(photo[::-1].copy())])
+    assert NoiseAdaptiveBlur(0.75, 3.0, 4.0)(batch) is batch
+    assert NoiseAdaptiveBlur(0.0, 0.0, 1.0)(batch) is batch  # max sigma 0: off
+
+
+@pytest.mark.parametrize("max_sigma", [1.0, 2.0])
+def test_the_auto_stage_at_full_strength_is_the_fixed_blur(photo, max_sigma):
+    """A frame above the high noise estimate gets exactly gaussian_blur(max_sigma), whatever
+    the max sigma (1.0 once read as "off"; 2.0's kernel, 13, once grew to 15)."""
+    rng = np.random.default_rng(2)
+    noisy = _tensor(np.clip(photo + rng.normal(0, 20, photo.shape), 0, 255).astype(np.uint8))
+    stage = NoiseAdaptiveBlur(max_sigma, 3.0, 4.0)
+    out = stage(noisy)
+    assert torch.allclose(out, gaussian_blur(noisy, max_sigma, kernel_size_for(max_sigma)), atol=1e-6)
+
+
+def test_remove_impulses_repairs_a_single_dead_pixel(photo):
+    """One stuck value in a frame without others (a hot pixel) is enough to be looked at."""
+    clean = _tensor(photo)
+    clean = clean.clamp(1 / 255, 254 / 255)  # the photo's own clipped values out of the way
+    broken = clean.clone()
+    broken[0, 1, 150, 100] = 1.0
+    out = remove_impulses(broken)
+    assert abs(float(out[0, 1, 150, 100] - clean[0, 1, 150, 100])) < 12 / 255
+    out[0, 1, 150, 100] = clean[0, 1, 150, 100]
+    assert torch.equal(out, clean)
+
+
+def test_remove_impulses_on_one_channel_and_two_row_frames():
+    """The docstring's grey frame, and a frame just tall enough for a reflected 3x3."""
+    grey = torch.full((1, 1, 5, 5), 0.5)
+    grey[0, 0, 2, 2] = 1.0
+    assert remove_impulses(grey).max().item() == 0.5
+    strip = torch.full((1, 3, 2, 8), 0.5)
+    strip[0, 2, 1, 3] = 0.0
+    assert torch.equal(remove_impulses(strip), torch.full((1, 3, 2, 8), 0.5))
+
+
+def test_remove_impulses_leaves_overexposed_areas_white(photo):
+    """A clipped highlight is not an impulse: white values whose 3x3 neighbourhood is
+    within the threshold of white (OpenCV's median) stay white."""
+    bright = np.clip(photo.astype(np.float32) * 1.6, 0, 255).astype(np.uint8)
+    x = _tensor(bright)
+    out = remove_impulses(x)
+    median = cv2.medianBlur(bright, 3)
+    keep = (bright == 255) & (255 - median.astype(int) <= 32)
+    keep[[0, -1]] = keep[:, [0, -1]] = False  # OpenCV replicates borders, we reflect
+    keep = torch.from_numpy(keep).permute(2, 0, 1)[None]
+    assert int(keep.sum()) > 10_000
+    assert torch.equal(out[keep], x[keep])

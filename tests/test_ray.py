@@ -84,16 +84,21 @@ def test_ray_matches_local_on_real_footage(short_clip, tmp_path):
     assert all(np.array_equal(a, b) for a, b in zip(ray_img, local_img, strict=True))
 
 
-def test_killed_actor_loses_and_repeats_nothing():
+def test_killed_actor_loses_and_repeats_nothing(caplog):
+    """The batches the dead actor took are run again, heat maps included, and the
+    replacement is said."""
     config = ExecutorConfig(workers=2, in_flight=2)
     with RayExecutor(Slow, config) as pool:
-        out = []
-        for result in pool.map(_numbered(60)):
+        out, att = [], []
+        for result in pool.map(_numbered(60), attention=True):
             out.extend(int(img[0, 0, 0]) for img in result.images)
+            att.extend(int(a[0, 0]) for a in result.attention)
             if len(out) == 8:
                 ray.kill(pool.actors[0])
         assert pool.restarts == 1
     assert out == [255 - i for i in range(60)]
+    assert att == list(range(60))  # Invert's heat map: the input's mean
+    assert "a Ray worker died; replaced it (1 of 3 restarts used)" in caplog.text
 
 
 class Overlaps:
@@ -150,12 +155,14 @@ def test_a_local_ray_is_started_and_stopped_when_no_address_is_given():
     assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr[-2000:]
 
 
-def test_batch_that_keeps_failing_names_its_frames():
+def test_batch_that_keeps_failing_names_its_frames(caplog):
     config = ExecutorConfig(workers=2, batch_retries=1)
     with RayExecutor(lambda: FailsOn(9), config) as pool:
         with pytest.raises(WorkerError, match=r"frames 8-11 failed 2 times on Ray workers: "
                                               r"RuntimeError: model blew up"):
             list(pool.map(_numbered(20)))
+        said = [r.getMessage() for r in caplog.records if r.name == "stream_denoise.executors.ray_pool"]
+        assert said == ["batch of frames 8-11 failed (RuntimeError: model blew up); retrying"]
         # The pool survives a failed run: the next one goes through.
         assert len(list(pool.map(_numbered(4)))) == 1
 
@@ -176,13 +183,71 @@ class Fails:
         raise RuntimeError("model blew up")
 
 
-def test_the_pool_replaces_dead_workers_three_times_then_gives_up():
+def test_the_pool_replaces_dead_workers_three_times_then_gives_up(caplog):
     config = ExecutorConfig(workers=1, batch_retries=10)
     assert config.max_restarts == 3  # the default (docs/architecture.md, "Executors")
     with RayExecutor(Dies, config) as pool:
         with pytest.raises(WorkerError, match="every Ray worker has died and the restart budget is spent"):
             list(pool.map(_numbered(4)))
         assert pool.restarts == 3 and pool.actors == []  # the first worker and 3 replacements
+    said = [r.getMessage() for r in caplog.records if r.name == "stream_denoise.executors.ray_pool"]
+    assert [m for m in said if "Ray worker died" in m] == [
+        *(f"a Ray worker died; replaced it ({n} of 3 restarts used)" for n in (1, 2, 3)),
+        "a Ray worker died and the restart budget is spent"]
+
+
+class DiesTwiceThenFails:
+    """On frame 8's batch: takes its actor down twice (counted in a file, across actors),
+    then raises."""
+
+    def __init__(self, counter) -> None:
+        self.counter = counter
+
+    def process(self, frames, *, attention=False):
+        import os
+
+        if (frames[:, 0, 0, 0] == 8).any():
+            seen = len(self.counter.read_text()) if self.counter.exists() else 0
+            self.counter.write_text("x" * (seen + 1))
+            if seen < 2:
+                os._exit(1)
+            raise RuntimeError("model blew up")
+        return conftest.Invert().process(frames, attention=attention)
+
+
+def test_a_batch_that_fails_in_different_ways_is_reported_by_its_last_cause(tmp_path):
+    """Two dead workers and then a model error: the run ends naming the last."""
+    counter = tmp_path / "calls"
+    config = ExecutorConfig(workers=1, in_flight=1, batch_retries=2)
+    with RayExecutor(lambda: DiesTwiceThenFails(counter), config) as pool:
+        with pytest.raises(WorkerError) as err:
+            list(pool.map(_numbered(12)))
+        assert pool.restarts == 2
+    assert str(err.value) == "frames 8-11 failed 3 times on Ray workers: RuntimeError: model blew up"
+
+
+class Pid:
+    """Writes its process id into the first pixel (three bytes), slowly."""
+
+    def process(self, frames, *, attention=False):
+        import os
+        import time
+
+        from stream_denoise.denoiser import DenoiseResult
+
+        time.sleep(0.02)
+        out = frames.copy()
+        pid = os.getpid()
+        out[:, 0, 0] = [(pid >> 16) & 255, (pid >> 8) & 255, pid & 255]
+        return DenoiseResult(out)
+
+
+def test_batches_are_spread_over_the_workers():
+    """Each batch goes to the least busy actor: with two, neither idles."""
+    with RayExecutor(Pid, ExecutorConfig(workers=2, in_flight=2)) as pool:
+        served = [tuple(r.images[0, 0, 0]) for r in pool.map(_numbered(80, 2))]
+    counts = sorted(served.count(pid) for pid in set(served))
+    assert len(counts) == 2 and counts[0] >= 10, counts  # of 40 batches
 
 
 def test_a_batch_that_keeps_failing_ends_the_run_naming_the_input(short_clip, tmp_path):
@@ -202,7 +267,9 @@ def test_concurrent_maps_share_the_pool_and_stay_ordered():
         outs: dict[int, list[int]] = {}
 
         def consume(k: int) -> None:
-            outs[k] = [int(i[0, 0, 0]) for r in pool.map(_numbered(40, 3)) for i in r.images]
+            results = list(pool.map(_numbered(40, 3)))
+            assert all(r.attention is None for r in results)  # no heat maps unless asked for
+            outs[k] = [int(i[0, 0, 0]) for r in results for i in r.images]
 
         threads = [threading.Thread(target=consume, args=(k,)) for k in range(3)]
         for t in threads:

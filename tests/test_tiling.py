@@ -89,3 +89,64 @@ def test_overlap_must_be_under_half_a_tile():
         run_tiled(identity, x, 16, 8)
     image, attention = run_tiled(identity, x, 16, 7)
     assert torch.allclose(image, x, atol=1e-6) and torch.allclose(attention, x[:, :1], atol=1e-6)
+
+
+# --- what the first mutation run of this file left alive (issue 23) -------------------
+
+def test_tiles_step_by_the_tile_less_the_overlap() -> None:
+    """Not one tile a pixel: 288 px in 64 px tiles overlapping by 16 is 6 tiles."""
+    assert tile_starts(288, 64, 16) == [0, 48, 96, 144, 192, 224]
+    assert tile_starts(64, 64, 16) == [0]
+
+
+def _weight(length: int, start: int, tile: int, overlap: int) -> np.ndarray:
+    """The documented blending weight of one tile, pixel by pixel: 1, ramping down to
+    1/(overlap + 1) over the last ``overlap`` pixels of each side that meets another tile."""
+    w = np.zeros(length)
+    for p in range(start, start + tile):
+        from_left = p - start + 1 if start > 0 else np.inf
+        from_right = start + tile - p if start + tile < length else np.inf
+        w[p] = min(1.0, from_left / (overlap + 1), from_right / (overlap + 1))
+    return w
+
+
+@pytest.mark.parametrize("h,w,tile,overlap", [(64, 160, 64, 16), (70, 65, 64, 8), (160, 70, 64, 8)])
+def test_tiles_are_blended_with_linear_ramps_on_both_axes(h: int, w: int, tile: int, overlap: int) -> None:
+    """A model that fills each tile with one value (its top-left pixel) shows the weights:
+    every pixel is the weighted mean of its tiles' values, weights ramping linearly over
+    the overlap on sides that meet another tile, down and across, and 1 at the frame's edges.
+    The layouts include a last tile 1 px and 6 px from its neighbour."""
+    rows, cols = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+    x = (rows * 1000 + cols).float().expand(1, 3, h, w).contiguous()
+
+    def fill(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.full_like(t, float(t[0, 0, 0, 0])), torch.full_like(t[:, :1], float(t[0, 0, 0, 0]))
+
+    image, attention = run_tiled(fill, x, tile, overlap)
+    assert image.shape == (1, 3, h, w) and attention.shape == (1, 1, h, w)
+    num, den = np.zeros((h, w)), np.zeros((h, w))
+    for top in tile_starts(h, min(tile, h), overlap):
+        for left in tile_starts(w, min(tile, w), overlap):
+            win = np.outer(_weight(h, top, min(tile, h), overlap), _weight(w, left, min(tile, w), overlap))
+            num += win * (top * 1000 + left)
+            den += win
+    want = torch.from_numpy(num / den).float()
+    assert torch.allclose(image[0, 0], want, rtol=1e-5) and torch.allclose(attention[0, 0], want, rtol=1e-5)
+
+
+def test_a_half_precision_batch_is_blended_in_float32() -> None:
+    """The sums are kept in float32 whatever the input's type: a half-precision batch of two
+    comes back float32, each frame exactly as it went in through an identity model."""
+    x = torch.rand(2, 3, 40, 56).to(torch.bfloat16)
+    image, attention = run_tiled(lambda t: (t.clone(), t[:, :1].clone()), x, 16, 4)
+    assert image.dtype == attention.dtype == torch.float32
+    assert image.shape == (2, 3, 40, 56) and attention.shape == (2, 1, 40, 56)
+    assert torch.allclose(image, x.float(), atol=1e-6) and torch.allclose(attention, x[:, :1].float(), atol=1e-6)
+
+
+def test_the_weights_are_made_on_the_frames_device() -> None:
+    """On a GPU the blending weights must live beside the tiles; the meta device stands in
+    for one here (a weight made on the CPU fails against it as it would against CUDA)."""
+    x = torch.empty(1, 3, 40, 56, device="meta")
+    image, attention = run_tiled(lambda t: (t.clone(), t[:, :1].clone()), x, 16, 4)
+    assert image.device == attention.device == x.device

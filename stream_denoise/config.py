@@ -131,6 +131,9 @@ class TemporalConfig(Section):
                                           "chain saw weather; false: it gets the single-frame result")
     gap: float = Field(1.0, gt=0.0, le=3600.0, description="seconds between frames that start the "
                                                            "history again (a reconnect)")
+    lens: bool = Field(False, description="on a panning camera, what stays in place on the lens where the "
+                                          "chain saw weather is filled from the scene seen past it (objects "
+                                          "crossing the pan can be erased: off by default)")
 
     @field_validator("frames")
     @classmethod

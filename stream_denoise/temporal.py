@@ -48,6 +48,7 @@ import numpy as np
 
 from .config import TemporalConfig
 from .frame import BatchResult, Frame
+from .lens import LensMemory
 from .motion import coarse, coarse_shift, factor, refine
 
 _CUT = 40.0  # mean grey-level change between consecutive frames that counts as a new scene
@@ -174,13 +175,18 @@ class TemporalFilter:
         self.batches: deque[tuple[BatchResult, list[np.ndarray]]] = deque()  # apply(): held, and what is out
         self.last_time: float | None = None
         self.fused = 0  # frames that came out of the median (the rest passed through)
+        self.lens = self._lens_memory()
 
     def reset(self) -> list[np.ndarray]:
         """Start the history again; the frames that waited for it come out as the chain made them."""
         out = [s.image for s in self.waiting]
         self.history.clear()
         self.waiting.clear()
+        self.lens = self._lens_memory()
         return out
+
+    def _lens_memory(self) -> LensMemory | None:
+        return LensMemory(self.config.tolerance) if self.config.lens else None
 
     flush = reset  # the stream ended
 
@@ -248,9 +254,17 @@ class TemporalFilter:
                 self.waiting.append(seen)
                 return out
             return out + [image]
-        out += [self._fuse(s) for s in self.waiting] + [self._fuse(seen)]
+        out += [self._behind_lens(s, self._fuse(s)) for s in self.waiting + [seen]]
         self.waiting.clear()
         return out
+
+    def _behind_lens(self, seen: _Seen, fused: np.ndarray) -> np.ndarray:
+        """``fused`` with what stays on the lens filled from the scene (:mod:`.lens`)."""
+        if self.lens is None:
+            return fused
+        window = [(s.grey, s.position) for s in self.history if s is not seen]
+        return self.lens(fused, seen.grey, seen.position, window,
+                         lambda: _touched(seen.image, seen.source) if seen.touched is None else seen.touched)
 
     def _fuse(self, seen: _Seen) -> np.ndarray:
         """``seen``'s frame from the median over the window (which holds it)."""

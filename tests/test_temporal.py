@@ -355,15 +355,21 @@ def test_window_must_be_odd():
 
 
 def test_eval_video_cases_and_table(footage):
-    """`eval --video`'s clips: six cases in held-out weather and the real clip clean, the
-    still ones still, the object's box on the crossing clip; the table scores the input, the
-    chain (here the identity) and the stage, which gains on still snow and, where the chain
+    """`eval --video`'s clips: seven cases in held-out weather and the real clip clean, the
+    still ones still, the object's box on the crossing clip and on the followed one (fixed
+    in every frame); the table scores the input, the chain (here the identity) and the
+    stage with and without the lens fill, which gains on still snow and, where the chain
     touched nothing, leaves the pan as it was."""
     from stream_denoise.train.video_eval import video_cases, video_table
 
     cases = video_cases(footage)  # seed 2026, as eval and the benchmark
     assert [c.name for c in cases] == ["still, snow", "still, raindrops", "moving object, snow", "pan, snow",
-                                       "pan, raindrops", "real footage, snow", "real footage, clean"]
+                                       "pan, raindrops", "pan, followed object, raindrops", "real footage, snow",
+                                       "real footage, clean"]
+    followed = cases[5]
+    assert followed.box is not None
+    assert np.array_equal(followed.clean[0][followed.box], followed.clean[-1][followed.box])
+    assert not np.array_equal(followed.clean[0], followed.clean[-1])  # the rest pans
     assert all(c.noisy.shape == c.clean.shape == (N, 272, 640, 3) for c in cases)
     assert all(not np.array_equal(c.noisy, c.clean) for c in cases[:-1])
     assert np.array_equal(cases[-1].noisy, cases[-1].clean)
@@ -374,4 +380,7 @@ def test_eval_video_cases_and_table(footage):
     snow_in, snow_out = (float(rows[k][0].split(" / ")[0]) for k in ("input", "chain + temporal"))
     assert snow_out > snow_in + 4.0, table  # measured: 23.77 -> 31.20 dB
     assert rows["chain + temporal"][1] == rows["input"][1]  # the pan, untouched by the chain
+    assert rows["chain + temporal, lens fill"] == rows["chain + temporal"]  # the identity touches nothing
+    table, _ = video_table(lambda frames: frames.copy(), TemporalConfig(mode="on", lens=True), [cases[0]])
+    assert "| chain + temporal, no lens fill |" in table and "| chain + temporal, lens fill |" not in table
     assert times["stage"] > 0

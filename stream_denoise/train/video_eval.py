@@ -8,7 +8,9 @@ Clips of 24 frames from the end of bikes.mp4 (frames 226-249; training never rea
   them sliding;
 - moving object: the still frame with a piece of another frame crossing it at 6 px a
   frame, in snow; scored in the object's box too, where a ghost or a smear would show;
-- pan: the still frame panned 2 px a frame, in snow, and behind held-out drops;
+- pan: the still frame panned 2 px a frame, in snow, and behind held-out drops; and behind
+  them with an object the camera follows (fixed in the frame: the lens fill's blind spot),
+  scored in its box too;
 - real footage: the clip itself (a drifting camera, passing cars, parallax), in snow and
   clean (what the stage costs where there is nothing to remove).
 """
@@ -68,12 +70,16 @@ def video_cases(real: np.ndarray | None = None, seed: int = 2026) -> list[VideoC
         crossing[t, 100:164, 40 + 6 * t:104 + 6 * t] = patch
     wide = cv2.resize(still, None, fx=1.3, fy=1.3, interpolation=cv2.INTER_CUBIC)
     pan = np.stack([wide[10:10 + h, 2 * t:2 * t + w] for t in range(FRAMES)])
+    followed = pan.copy()
+    followed[:, 100:164, 300:364] = patch
     snow = HELD_OUT_FAMILIES["snow"]
     drops = HELD_OUT_FAMILIES["raindrops"].model_copy(update={"slide_fraction": 0.5})
     clips = [("still, snow", np.repeat(still[None], FRAMES, axis=0), snow, None),
              ("still, raindrops", np.repeat(still[None], FRAMES, axis=0), drops, None),
              ("moving object, snow", crossing, snow, (slice(100, 164), slice(40, 40 + 6 * FRAMES + 64))),
              ("pan, snow", pan, snow, None), ("pan, raindrops", pan, HELD_OUT_FAMILIES["raindrops"], None),
+             ("pan, followed object, raindrops", followed, HELD_OUT_FAMILIES["raindrops"],
+              (slice(100, 164), slice(300, 364))),
              ("real footage, snow", real, snow, None)]
     cases = [VideoCase(name, clean, np.stack([kind.apply(c, seed, t) for t, c in enumerate(clean)]), box)
              for name, clean, kind, box in clips]
@@ -124,6 +130,9 @@ def video_table(den: Denoiser, config: TemporalConfig, cases: list[VideoCase],
             times = {"chain": min([chain_s] + [through_chain(den, case.noisy)[1] for _ in range(2)]),
                      "stage": min([stage_s] + [through_stage(chain, case.noisy, config)[1] for _ in range(2)])}
         outputs = {"input": case.noisy, "chain, frame by frame": chain, "chain + temporal": fused}
+        other = config.model_copy(update={"lens": not config.lens})  # what the lens fill adds, or costs
+        label = "chain + temporal, no lens fill" if config.lens else "chain + temporal, lens fill"
+        outputs[label] = through_stage(chain, case.noisy, other)[0]
         outputs |= {label: make(case.noisy) for label, make in (more or {}).items()}  # type: ignore[operator]
         for label, out in outputs.items():
             rows.setdefault(label, []).append(score(case, out))

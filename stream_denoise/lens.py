@@ -9,10 +9,12 @@ that shows a sharp, vivid view of the scene (which the single-frame model mostly
 disagrees with the scene behind it all the same.
 
 Evidence: each frame is compared with up to three frames of the window that the camera
-moved at least ``_APART`` px from. A pixel that is off all of them, once aligned, by more
-than ``tolerance`` grey levels, and nearer to them as they are (unaligned) than aligned,
-counts for the lens; any other pixel with an aligned partner counts against. The evidence
-is an average over frames (each weighs ``_RATE``) held in the frame's own coordinates.
+moved at least ``_APART`` px from. A pixel off one of them, once aligned, by more than
+``tolerance`` grey levels, and nearer to it as it is (unaligned) than aligned, votes for
+the lens; one that the alignment explains (within ``tolerance``) and staying put does not,
+against; and against wins. Pixels that both explain (flat ones) do not vote. The evidence
+is an average of the votes over frames (each weighs ``_RATE``) in the frame's own
+coordinates.
 Where it passes ``_LENS``, opened and grown a little, a region is the lens's if the chain
 also took it for weather (see ``_SHARE``).
 

@@ -54,12 +54,11 @@ _LENS = 0.5  # evidence over which a pixel is the lens's
 # What tells the lens's regions from an object the camera follows (or a caption), which
 # stay in place too: the chain took them for weather. A region is kept where the chain
 # touched at least _SHARE of it and _CONTRAST times the share it touched elsewhere; and
-# only in a frame it touched at least _WEATHER of (the temporal stage's rule). Measured on
+# only in a frame it found weather in (the temporal stage's rule, its ``_WEATHER``). Measured on
 # the held-out clips of eval --video and one-off pans: without the frame rule, clean
 # bikes.mp4 lost 6.9 dB; without the contrast, an object followed through snow 13.8 dB.
 _SHARE = 0.05
 _CONTRAST = 2.0
-_WEATHER = 0.05
 _MAX_AGE = 50  # frames a scene pixel on the canvas stays usable (2 s at 25 fps)
 _OPEN = np.ones((3, 3), np.uint8)  # drops a lone pixel of evidence
 _GROW = np.ones((5, 5), np.uint8)  # takes in a drop's rim
@@ -86,11 +85,13 @@ class LensMemory:
         self.filled = 0  # pixels taken from the canvas, over the history
 
     def __call__(self, image: np.ndarray, grey: np.ndarray, position: Position,
-                 window: Sequence[tuple[np.ndarray, Position]], touched: Callable[[], np.ndarray]) -> np.ndarray:
+                 window: Sequence[tuple[np.ndarray, Position]],
+                 touched: Callable[[], np.ndarray | None]) -> np.ndarray:
         """``image`` (the stage's output, uint8 RGB) with its lens regions taken from the
         scene seen before. ``grey``: the camera's frame in grey levels; ``position``: where it
         looks (px since the history began); ``window``: the other frames' grey levels and
-        positions; ``touched``: makes the ``(H, W)`` uint8 map of what the chain changed."""
+        positions; ``touched``: makes the ``(H, W)`` uint8 map of what the chain changed, or
+        None for a frame the chain found almost clean (nothing is filled there)."""
         self.frames += 1
         self._observe(grey, position, window)
         if self.evidence is None:  # the camera has not moved yet
@@ -125,15 +126,16 @@ class LensMemory:
             self.evidence = np.zeros(grey.shape, np.float32)
         cv2.accumulateWeighted(vote, self.evidence, _RATE, mask=informative)
 
-    def _regions(self, touched: Callable[[], np.ndarray]) -> np.ndarray | None:
+    def _regions(self, touched: Callable[[], np.ndarray | None]) -> np.ndarray | None:
         """``(H, W)`` uint8, 1 on the lens's regions; None when there are none."""
         assert self.evidence is not None
         lens = cv2.morphologyEx((self.evidence > _LENS).astype(np.uint8), cv2.MORPH_OPEN, _OPEN)
         if not cv2.countNonZero(lens):
             return None
-        weather = touched() > 0
-        if np.count_nonzero(weather) < _WEATHER * weather.size:
+        changed = touched()
+        if changed is None:
             return None
+        weather = changed > 0
         lens = cv2.dilate(lens, _GROW)
         count, labels = cv2.connectedComponents(lens)
         sizes = np.bincount(labels.ravel(), minlength=count)

@@ -263,8 +263,12 @@ class TemporalFilter:
         if self.lens is None:
             return fused
         window = [(s.grey, s.position) for s in self.history if s is not seen]
-        return self.lens(fused, seen.grey, seen.position, window,
-                         lambda: _touched(seen.image, seen.source) if seen.touched is None else seen.touched)
+
+        def weather() -> np.ndarray | None:
+            touched = _touched(seen.image, seen.source) if seen.touched is None else seen.touched
+            return touched if _weather(touched) else None
+
+        return self.lens(fused, seen.grey, seen.position, window, weather)
 
     def _fuse(self, seen: _Seen) -> np.ndarray:
         """``seen``'s frame from the median over the window (which holds it)."""

@@ -103,7 +103,7 @@ def test_the_canvas_keeps_the_scene_across_a_long_pan(footage):
     touched: the blob's pixels come back as the scene behind them, to within a few levels."""
     scene = footage[19]
     h, w = 64, 96
-    stuck = (slice(20, 44), slice(36, 60))  # 9 % of the frame: over the 5 % a frame needs
+    stuck = (slice(20, 44), slice(36, 60))
     lens = LensMemory(tolerance=12)
     history: list[tuple[np.ndarray, tuple[float, float]]] = []
     errors, origins = [], set()

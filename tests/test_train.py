@@ -64,6 +64,16 @@ def test_attention_loss_weights_later_steps_more():
     assert attention_loss(maps[::-1], mask, theta=0.8) == pytest.approx(1.0)
 
 
+def test_attention_loss_counts_a_missed_damaged_cell_positive_weight_times_a_false_alarm():
+    mask = torch.zeros(1, 1, 2, 2)
+    mask[..., 0, 0] = 1
+    missed = [torch.zeros_like(mask)]  # shut on the one damaged cell
+    alarm = [torch.ones_like(mask)]  # open everywhere: right on it, wrong on 3 clean cells
+    assert attention_loss(missed, mask) == pytest.approx(0.25)
+    assert attention_loss(missed, mask, positive_weight=4.0) == pytest.approx(1.0)
+    assert attention_loss(alarm, mask, positive_weight=4.0) == pytest.approx(0.75)
+
+
 def test_multiscale_loss_compares_each_scale_to_the_resized_clean_image():
     clean = torch.rand(1, 3, 16, 16)
     outs = [torch.nn.functional.interpolate(clean, size=s, mode="area") for s in (4, 8, 16)]

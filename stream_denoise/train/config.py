@@ -29,6 +29,9 @@ class TrainData(Section):
 
 class TrainLoss(Section):
     theta: float = Field(0.8, gt=0.0, le=1.0)
+    attention_positive_weight: float = Field(
+        1.0, ge=1.0, le=100.0, description="weight of a damaged cell's attention error against a "
+                                           "clean one's (1: plain MSE, the paper's)")
     multiscale: tuple[float, float, float] = (0.6, 0.8, 1.0)
     sample_weighting: Literal["none", "input_relative", "output_relative"] = Field(
         "none", description="weight each sample's multi-scale MSE by 1 / its input's MSE, or "

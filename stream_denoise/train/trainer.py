@@ -148,7 +148,7 @@ class Trainer:
         self.generator.train()
         with self._autocast():
             out = self.generator(noisy)
-            l_att = attention_loss(out.attention, mask, c.theta)
+            l_att = attention_loss(out.attention, mask, c.theta, c.attention_positive_weight)
             weights = None
             if c.sample_weighting != "none":
                 relative_to = noisy if c.sample_weighting == "input_relative" else out.image
